@@ -1,0 +1,535 @@
+//! Command-line flags and `RINHA_*` environment variables, parsed into one `Config`.
+//!
+//! Every limit the server enforces lives here so that it is explicit and tunable;
+//! a flag on the command line wins over its environment variable.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Where a listener or a peer lives: TCP `host:port` or a unix socket `unix:PATH`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Addr {
+    Tcp(String),
+    Unix(String),
+}
+
+impl Addr {
+    pub fn parse(s: &str) -> Result<Addr, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(format!("empty unix socket path in {s:?}"));
+            }
+            return Ok(Addr::Unix(path.to_string()));
+        }
+        if s.rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        {
+            Ok(Addr::Tcp(s.to_string()))
+        } else {
+            Err(format!("expected HOST:PORT or unix:PATH, got {s:?}"))
+        }
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Tcp(a) => f.write_str(a),
+            Addr::Unix(p) => write!(f, "unix:{p}"),
+        }
+    }
+}
+
+/// Tunables of the routing policy (see `router`).
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    /// Default is "slow" above this latency; fallback is then preferred if much faster.
+    pub slow_ms: u64,
+    /// Fallback must be this many times faster than a slow default to take its traffic.
+    pub speedup: u64,
+    /// A payment waits at most this long for a failing default before fallback may pay it.
+    pub max_defer_ms: u64,
+    /// Minimum spacing between probe payments sent to a processor believed failing.
+    pub probe_interval_ms: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: Vec<Addr>,
+    pub default_url: String,
+    pub fallback_url: String,
+    pub workers: usize,
+    pub queue: usize,
+    pub max_conns: usize,
+    pub max_header: usize,
+    pub max_body: usize,
+    pub idle_timeout: Duration,
+    pub client_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub summary_wait: Duration,
+    pub health_interval: Duration,
+    pub instance_id: u32,
+    pub peer_listen: Option<Addr>,
+    pub peers: Vec<Addr>,
+    pub peer_token: String,
+    pub purge_token: Option<String>,
+    pub tls_ca: Option<String>,
+    pub router: RouterConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: Vec::new(),
+            default_url: "http://127.0.0.1:8001".into(),
+            fallback_url: "http://127.0.0.1:8002".into(),
+            workers: 256,
+            queue: 65_536,
+            max_conns: 16_384,
+            max_header: 8_192,
+            max_body: 4_096,
+            idle_timeout: Duration::from_secs(60),
+            client_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_millis(1_000),
+            summary_wait: Duration::from_millis(1_000),
+            health_interval: Duration::from_millis(5_100),
+            instance_id: 1,
+            peer_listen: None,
+            peers: Vec::new(),
+            peer_token: String::new(),
+            purge_token: None,
+            tls_ca: None,
+            router: RouterConfig {
+                slow_ms: 600,
+                speedup: 3,
+                max_defer_ms: 8_000,
+                probe_interval_ms: 250,
+            },
+        }
+    }
+}
+
+/// What `parse` asks `main` to do.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+    Version,
+}
+
+/// One flag: its name, env var, value hint and help line.
+struct Flag {
+    name: &'static str,
+    env: &'static str,
+    hint: &'static str,
+    help: &'static str,
+}
+
+const FLAGS: &[Flag] = &[
+    Flag {
+        name: "port",
+        env: "RINHA_PORT",
+        hint: "N",
+        help: "listen on 0.0.0.0:N (HTTP)",
+    },
+    Flag {
+        name: "listen",
+        env: "RINHA_LISTEN",
+        hint: "ADDR",
+        help: "listen on HOST:PORT or unix:PATH (repeatable)",
+    },
+    Flag {
+        name: "unix",
+        env: "RINHA_UNIX",
+        hint: "PATH",
+        help: "listen on a unix socket (for nginx)",
+    },
+    Flag {
+        name: "default-url",
+        env: "RINHA_DEFAULT_URL",
+        hint: "URL",
+        help: "default processor [http://127.0.0.1:8001]",
+    },
+    Flag {
+        name: "fallback-url",
+        env: "RINHA_FALLBACK_URL",
+        hint: "URL",
+        help: "fallback processor [http://127.0.0.1:8002]",
+    },
+    Flag {
+        name: "workers",
+        env: "RINHA_WORKERS",
+        hint: "N",
+        help: "processor client threads [256]",
+    },
+    Flag {
+        name: "queue",
+        env: "RINHA_QUEUE",
+        hint: "N",
+        help: "accepted payments waiting for a worker; full => 503 [65536]",
+    },
+    Flag {
+        name: "max-conns",
+        env: "RINHA_MAX_CONNS",
+        hint: "N",
+        help: "open HTTP connections; beyond => closed at accept [16384]",
+    },
+    Flag {
+        name: "max-header",
+        env: "RINHA_MAX_HEADER",
+        hint: "BYTES",
+        help: "request head size; beyond => 431 [8192]",
+    },
+    Flag {
+        name: "max-body",
+        env: "RINHA_MAX_BODY",
+        hint: "BYTES",
+        help: "request body size; beyond => 413 [4096]",
+    },
+    Flag {
+        name: "idle-timeout-ms",
+        env: "RINHA_IDLE_TIMEOUT_MS",
+        hint: "MS",
+        help: "close idle client connections [60000]",
+    },
+    Flag {
+        name: "client-timeout-ms",
+        env: "RINHA_CLIENT_TIMEOUT_MS",
+        hint: "MS",
+        help: "processor response timeout [10000]",
+    },
+    Flag {
+        name: "connect-timeout-ms",
+        env: "RINHA_CONNECT_TIMEOUT_MS",
+        hint: "MS",
+        help: "processor connect timeout [1000]",
+    },
+    Flag {
+        name: "summary-wait-ms",
+        env: "RINHA_SUMMARY_WAIT_MS",
+        hint: "MS",
+        help: "summary waits this long for in-flight payments in range [1000]",
+    },
+    Flag {
+        name: "health-interval-ms",
+        env: "RINHA_HEALTH_INTERVAL_MS",
+        hint: "MS",
+        help: "health poll period per processor, >= 5000 [5100]",
+    },
+    Flag {
+        name: "instance-id",
+        env: "RINHA_INSTANCE_ID",
+        hint: "N",
+        help: "unique id of this instance in the cluster [1]",
+    },
+    Flag {
+        name: "peer-listen",
+        env: "RINHA_PEER_LISTEN",
+        hint: "ADDR",
+        help: "accept peers on HOST:PORT or unix:PATH",
+    },
+    Flag {
+        name: "peer",
+        env: "RINHA_PEERS",
+        hint: "ADDR",
+        help: "connect to a peer (repeatable; env: comma-separated)",
+    },
+    Flag {
+        name: "peer-token",
+        env: "RINHA_PEER_TOKEN",
+        hint: "SECRET",
+        help: "shared secret of the peer handshake",
+    },
+    Flag {
+        name: "purge-token",
+        env: "RINHA_PURGE_TOKEN",
+        hint: "SECRET",
+        help: "if set, purge needs header X-Purge-Token",
+    },
+    Flag {
+        name: "tls-ca",
+        env: "RINHA_TLS_CA",
+        hint: "PEM",
+        help: "extra CA certificates for https processors",
+    },
+    Flag {
+        name: "slow-ms",
+        env: "RINHA_SLOW_MS",
+        hint: "MS",
+        help: "router: default counts as slow above this latency [600]",
+    },
+    Flag {
+        name: "speedup",
+        env: "RINHA_SPEEDUP",
+        hint: "X",
+        help: "router: fallback must be X times faster than slow default [3]",
+    },
+    Flag {
+        name: "max-defer-ms",
+        env: "RINHA_MAX_DEFER_MS",
+        hint: "MS",
+        help: "router: longest wait for a failing default [8000]",
+    },
+    Flag {
+        name: "probe-interval-ms",
+        env: "RINHA_PROBE_INTERVAL_MS",
+        hint: "MS",
+        help: "router: spacing of probes to a failing processor [250]",
+    },
+];
+
+pub fn usage() -> String {
+    let mut s = String::from(
+        "rinha: Rinha de Backend 2025 payment intermediary\n\nUSAGE: rinha [FLAGS]\n\nFLAGS (each also read from its env var):\n",
+    );
+    for f in FLAGS {
+        let left = format!("  --{} {}", f.name, f.hint);
+        s.push_str(&format!("{left:<30} {:<26} {}\n", f.env, f.help));
+    }
+    s.push_str("  --help, -h                   print this help\n  --version, -V                print the version\n");
+    s
+}
+
+fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("--{name}: invalid number {v:?}"))
+}
+
+fn ms(name: &str, v: &str) -> Result<Duration, String> {
+    num::<u64>(name, v).map(Duration::from_millis)
+}
+
+fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
+    match name {
+        "port" => cfg
+            .listen
+            .push(Addr::Tcp(format!("0.0.0.0:{}", num::<u16>(name, v)?))),
+        "listen" => cfg.listen.push(Addr::parse(v)?),
+        "unix" => cfg.listen.push(Addr::Unix(v.to_string())),
+        "default-url" => cfg.default_url = v.to_string(),
+        "fallback-url" => cfg.fallback_url = v.to_string(),
+        "workers" => cfg.workers = num(name, v)?,
+        "queue" => cfg.queue = num(name, v)?,
+        "max-conns" => cfg.max_conns = num(name, v)?,
+        "max-header" => cfg.max_header = num(name, v)?,
+        "max-body" => cfg.max_body = num(name, v)?,
+        "idle-timeout-ms" => cfg.idle_timeout = ms(name, v)?,
+        "client-timeout-ms" => cfg.client_timeout = ms(name, v)?,
+        "connect-timeout-ms" => cfg.connect_timeout = ms(name, v)?,
+        "summary-wait-ms" => cfg.summary_wait = ms(name, v)?,
+        "health-interval-ms" => cfg.health_interval = ms(name, v)?,
+        "instance-id" => cfg.instance_id = num(name, v)?,
+        "peer-listen" => cfg.peer_listen = Some(Addr::parse(v)?),
+        "peer" => {
+            for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                cfg.peers.push(Addr::parse(p)?);
+            }
+        }
+        "peer-token" => cfg.peer_token = v.to_string(),
+        "purge-token" => cfg.purge_token = Some(v.to_string()).filter(|t| !t.is_empty()),
+        "tls-ca" => cfg.tls_ca = Some(v.to_string()),
+        "slow-ms" => cfg.router.slow_ms = num(name, v)?,
+        "speedup" => cfg.router.speedup = num(name, v)?,
+        "max-defer-ms" => cfg.router.max_defer_ms = num(name, v)?,
+        "probe-interval-ms" => cfg.router.probe_interval_ms = num(name, v)?,
+        _ => return Err(format!("unknown flag --{name} (see --help)")),
+    }
+    Ok(())
+}
+
+fn validate(cfg: &mut Config) -> Result<(), String> {
+    if cfg.listen.is_empty() {
+        cfg.listen.push(Addr::Tcp("0.0.0.0:9999".into()));
+    }
+    for (what, v) in [
+        ("workers", cfg.workers),
+        ("queue", cfg.queue),
+        ("max-conns", cfg.max_conns),
+    ] {
+        if v == 0 {
+            return Err(format!("--{what} must be at least 1"));
+        }
+    }
+    if cfg.max_header < 256 || cfg.max_body < 64 {
+        return Err("--max-header must be >= 256 and --max-body >= 64".into());
+    }
+    if cfg.health_interval < Duration::from_secs(5) {
+        return Err("--health-interval-ms must be >= 5000 (processor rate limit)".into());
+    }
+    if cfg.router.speedup == 0 {
+        return Err("--speedup must be at least 1".into());
+    }
+    if (!cfg.peers.is_empty() || cfg.peer_listen.is_some()) && cfg.peer_token.is_empty() {
+        return Err("peers need a shared secret: set --peer-token or RINHA_PEER_TOKEN".into());
+    }
+    Ok(())
+}
+
+/// Parses `args` (without the program name) over `env` (a lookup of `RINHA_*`).
+pub fn parse<I, E>(args: I, env: E) -> Result<Command, String>
+where
+    I: IntoIterator<Item = String>,
+    E: Fn(&str) -> Option<String>,
+{
+    let mut cfg = Config::default();
+    for f in FLAGS {
+        if let Some(v) = env(f.env).filter(|v| !v.is_empty()) {
+            apply(&mut cfg, f.name, &v).map_err(|e| format!("{}: {e}", f.env))?;
+        }
+    }
+    let mut cli = Config {
+        listen: Vec::new(),
+        peers: Vec::new(),
+        ..cfg.clone()
+    };
+    let (mut cli_listen, mut cli_peers) = (false, false);
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            _ => {}
+        }
+        let Some(flag) = arg.strip_prefix("--") else {
+            return Err(format!("unexpected argument {arg:?} (see --help)"));
+        };
+        let (name, value) = match flag.split_once('=') {
+            Some((n, v)) => (n.to_string(), v.to_string()),
+            None => {
+                let v = it.next().ok_or_else(|| format!("--{flag} needs a value"))?;
+                (flag.to_string(), v)
+            }
+        };
+        cli_listen |= matches!(name.as_str(), "port" | "listen" | "unix");
+        cli_peers |= name == "peer";
+        apply(&mut cli, &name, &value)?;
+    }
+    if !cli_listen {
+        cli.listen = cfg.listen;
+    }
+    if !cli_peers {
+        cli.peers = cfg.peers;
+    }
+    validate(&mut cli)?;
+    Ok(Command::Run(Box::new(cli)))
+}
+
+impl fmt::Display for Config {
+    /// The one start-up log line: the effective config, secrets redacted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let listen: Vec<String> = self.listen.iter().map(Addr::to_string).collect();
+        let peers: Vec<String> = self.peers.iter().map(Addr::to_string).collect();
+        let r = &self.router;
+        write!(
+            f,
+            "listen=[{}] default={} fallback={} workers={} queue={} max_conns={} max_header={} \
+             max_body={} idle_timeout={:?} client_timeout={:?} summary_wait={:?} instance={} \
+             peer_listen={} peers=[{}] peer_token={} purge_token={} slow_ms={} speedup={} \
+             max_defer_ms={} probe_interval_ms={}",
+            listen.join(","),
+            self.default_url,
+            self.fallback_url,
+            self.workers,
+            self.queue,
+            self.max_conns,
+            self.max_header,
+            self.max_body,
+            self.idle_timeout,
+            self.client_timeout,
+            self.summary_wait,
+            self.instance_id,
+            self.peer_listen
+                .as_ref()
+                .map_or("-".to_string(), Addr::to_string),
+            peers.join(","),
+            if self.peer_token.is_empty() {
+                "unset"
+            } else {
+                "set"
+            },
+            if self.purge_token.is_some() {
+                "set"
+            } else {
+                "unset"
+            },
+            r.slow_ms,
+            r.speedup,
+            r.max_defer_ms,
+            r.probe_interval_ms,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        match parse(args.iter().map(|s| s.to_string()), lookup)? {
+            Command::Run(c) => Ok(*c),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn defaults_listen_on_9999() {
+        let c = run(&[], &[]).unwrap();
+        assert_eq!(c.listen, vec![Addr::Tcp("0.0.0.0:9999".into())]);
+        assert_eq!(c.default_url, "http://127.0.0.1:8001");
+    }
+
+    #[test]
+    fn flag_wins_over_env() {
+        let c = run(
+            &["--port", "19999", "--workers=8"],
+            &[("RINHA_PORT", "1"), ("RINHA_WORKERS", "3")],
+        )
+        .unwrap();
+        assert_eq!(c.listen, vec![Addr::Tcp("0.0.0.0:19999".into())]);
+        assert_eq!(c.workers, 8);
+    }
+
+    #[test]
+    fn env_peers_are_comma_separated() {
+        let c = run(
+            &[],
+            &[
+                ("RINHA_PEERS", "a:1, unix:/tmp/p"),
+                ("RINHA_PEER_TOKEN", "s"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            c.peers,
+            vec![Addr::Tcp("a:1".into()), Addr::Unix("/tmp/p".into())]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(run(&["--port", "x"], &[]).is_err());
+        assert!(run(&["--nope", "1"], &[]).is_err());
+        assert!(run(&["--workers"], &[]).is_err());
+        assert!(run(&["--workers", "0"], &[]).is_err());
+        assert!(
+            run(&["--peer", "a:1"], &[]).is_err(),
+            "peers without a token"
+        );
+        assert!(run(&["--health-interval-ms", "1000"], &[]).is_err());
+        assert!(Addr::parse("nohost").is_err());
+        assert!(Addr::parse("unix:").is_err());
+    }
+
+    #[test]
+    fn display_redacts_secrets() {
+        let c = run(&["--peer-token", "hunter2", "--peer", "x:1"], &[]).unwrap();
+        let line = c.to_string();
+        assert!(!line.contains("hunter2"));
+        assert!(line.contains("peer_token=set"));
+    }
+}

@@ -1,0 +1,4 @@
+//! rinha: a Rinha de Backend 2025 payment intermediary.
+#![forbid(unsafe_code)]
+
+pub mod config;
