@@ -2,3 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod json;
+pub mod ledger;
+pub mod payment;
+pub mod time;
