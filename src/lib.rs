@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod inflight;
 pub mod json;
 pub mod ledger;
 pub mod payment;
