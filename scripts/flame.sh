@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# CPU flame graph of both rinha instances under a bench scenario -> bench/results/flame.svg.
+#
+# Starts the bare-metal stack (scripts/run-local.sh, processors left to the bench), attaches
+# `perf record` to the two instances by PID, runs `bench/run.py --no-backend`, then folds
+# the samples with inferno. DWARF call graphs: the release profile keeps line tables and
+# unwind tables, so no frame-pointer rebuild is needed. Called by `make flame`.
+#
+# Environment: SCENARIO [smoke], FREQ [199] Hz, TOOLS [target/tools] (inferno's root),
+#              PORT [9999], OUT [bench/results/flame.svg].
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+SCENARIO=${SCENARIO:-smoke}
+FREQ=${FREQ:-199}
+TOOLS=${TOOLS:-$ROOT/target/tools}
+OUT=${OUT:-bench/results/flame.svg}
+export RUN_DIR=${RUN_DIR:-/tmp/rinha-flame}
+RESULTS=$(dirname "$OUT")
+DATA=$RESULTS/perf.data
+
+log() { printf '[flame] %s\n' "$*" >&2; }
+
+command -v perf >/dev/null || { log "perf not found (apt-get install linux-perf)"; exit 1; }
+[[ -x $TOOLS/bin/inferno-flamegraph ]] ||
+    { log "inferno missing: cargo install --root $TOOLS inferno"; exit 1; }
+mkdir -p "$RESULTS"
+
+stack_pid='' perf_pid=''
+cleanup() {
+    [[ -n $perf_pid ]] && kill -INT "$perf_pid" 2>/dev/null && wait "$perf_pid" || true
+    [[ -n $stack_pid ]] && kill -TERM "$stack_pid" 2>/dev/null && wait "$stack_pid" || true
+}
+trap cleanup EXIT
+
+START_PROCESSORS=0 scripts/run-local.sh >"$RESULTS/flame-stack.log" 2>&1 &
+stack_pid=$!
+pids=''
+for _ in $(seq 100); do
+    if grep -q '^nginx ' "$RUN_DIR/pids" 2>/dev/null; then
+        pids=$(awk '/^api[0-9]+ /{print $2}' "$RUN_DIR/pids" | paste -sd,)
+        break
+    fi
+    kill -0 "$stack_pid" 2>/dev/null || { cat "$RESULTS/flame-stack.log"; exit 1; }
+    sleep 0.1
+done
+[[ -n $pids ]] || { log "the stack did not come up"; exit 1; }
+
+log "recording pids $pids at $FREQ Hz during scenario $SCENARIO"
+perf record -q -F "$FREQ" --call-graph dwarf,16384 -p "$pids" -o "$DATA" 2>"$RESULTS/perf.log" &
+perf_pid=$!
+bench/.venv/bin/python bench/run.py --scenario "$SCENARIO" --no-backend
+kill -INT "$perf_pid"
+wait "$perf_pid" || true
+perf_pid=''
+
+log "folding stacks (perf script can take a minute)"
+perf script -i "$DATA" 2>/dev/null | "$TOOLS/bin/inferno-collapse-perf" >"$RESULTS/flame.folded"
+"$TOOLS/bin/inferno-flamegraph" --title "rinha: $SCENARIO" <"$RESULTS/flame.folded" >"$OUT"
+log "wrote $OUT ($(wc -l <"$RESULTS/flame.folded") distinct stacks)"
