@@ -1,9 +1,23 @@
 //! rinha: a Rinha de Backend 2025 payment intermediary.
+//!
+//! Data flow: `server` (mio event loop; `http` + `json` parse a request) hands each
+//! accepted payment to `intake` (bounded crossbeam channel); `worker` threads take it,
+//! ask `router` where to pay, pay through `processor` clients and write the outcome to
+//! `ledger`; `inflight` lets a summary wait for payments whose outcome is pending;
+//! `health` polls the processors' health; `node` wires it all from `config`.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod health;
+pub mod http;
 pub mod inflight;
+pub mod intake;
 pub mod json;
 pub mod ledger;
+pub mod node;
 pub mod payment;
+pub mod processor;
+pub mod router;
+pub mod server;
 pub mod time;
+pub mod worker;

@@ -1,0 +1,37 @@
+//! Polls each processor's rate-limited `GET /payments/service-health`.
+//!
+//! The endpoint allows 1 call per 5 s per processor for all callers together, so only
+//! the cluster's health leader polls (every `health_interval`, > 5 s) and shares each
+//! reading with its peers; the others just listen.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::payment::Processor;
+use crate::processor::{Client, Health};
+use crate::router::Router;
+
+pub struct Poller {
+    pub clients: [Client; 2],
+    pub router: Arc<Router>,
+    pub interval: Duration,
+    pub is_leader: Box<dyn Fn() -> bool + Send>,
+    pub share: Box<dyn Fn(Processor, Health) + Send>,
+}
+
+impl Poller {
+    /// Runs forever on its own thread.
+    pub fn run(mut self) {
+        loop {
+            if (self.is_leader)() {
+                for p in Processor::ALL {
+                    if let Some(h) = self.clients[p.index()].health() {
+                        self.router.on_health(p, h.failing, h.min_response_ms);
+                        (self.share)(p, h);
+                    }
+                }
+            }
+            std::thread::sleep(self.interval);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Wires one rinha instance together: intake → workers → ledger, the health poller,
+//! the peer link, and the HTTP server on the calling thread.
+
+use std::io;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::health::Poller;
+use crate::inflight::InFlight;
+use crate::intake::Intake;
+use crate::ledger::Ledger;
+use crate::processor::{tls_config, Client, Endpoint};
+use crate::router::Router;
+use crate::server::{App, Cluster, Server, Standalone};
+use crate::worker::{Shared, Worker};
+
+/// Worker threads block in I/O and keep little on the stack.
+const WORKER_STACK: usize = 256 * 1024;
+
+/// Builds every part and returns the bound (not yet running) server.
+pub fn build(cfg: &Config) -> io::Result<Server> {
+    let endpoints = [
+        Endpoint::parse(&cfg.default_url),
+        Endpoint::parse(&cfg.fallback_url),
+    ];
+    let [Ok(default), Ok(fallback)] = endpoints else {
+        let msg = endpoints
+            .iter()
+            .filter_map(|e| e.as_ref().err())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+    };
+    let (default, fallback) = (Arc::new(default), Arc::new(fallback));
+    let tls = if default.tls || fallback.tls {
+        Some(
+            tls_config(cfg.tls_ca.as_deref())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+        )
+    } else {
+        None
+    };
+    let client = |ep: &Arc<Endpoint>| {
+        Client::new(
+            ep.clone(),
+            tls.clone(),
+            cfg.client_timeout,
+            cfg.connect_timeout,
+        )
+    };
+
+    let ledger = Arc::new(Ledger::new());
+    let inflight = Arc::new(InFlight::new());
+    let router = Arc::new(Router::new(cfg.router.clone()));
+    let (intake, rx) = Intake::new(cfg.queue);
+    let intake = Arc::new(intake);
+    let cluster: Arc<dyn Cluster> = Arc::new(Standalone);
+    let busy = Arc::new(AtomicUsize::new(0));
+
+    let shared = Arc::new(Shared {
+        router: router.clone(),
+        ledger: ledger.clone(),
+        inflight: inflight.clone(),
+        on_record: Box::new(|| {}),
+        busy: busy.clone(),
+    });
+    for i in 0..cfg.workers {
+        let w = Worker::new(shared.clone(), client(&default), client(&fallback));
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .stack_size(WORKER_STACK)
+            .spawn(move || w.run(rx))?;
+    }
+    let poller = Poller {
+        clients: [client(&default), client(&fallback)],
+        router: router.clone(),
+        interval: cfg.health_interval,
+        is_leader: Box::new(|| true),
+        share: Box::new(|_, _| {}),
+    };
+    std::thread::Builder::new()
+        .name("health".into())
+        .stack_size(WORKER_STACK)
+        .spawn(move || poller.run())?;
+
+    let app = App {
+        intake,
+        ledger,
+        inflight,
+        router,
+        cluster,
+        busy,
+        instance_id: cfg.instance_id,
+        purge_token: cfg.purge_token.clone(),
+        summary_wait: cfg.summary_wait,
+    };
+    Server::bind(cfg, app)
+}

@@ -1,0 +1,238 @@
+//! The routing policy: which processor pays a payment now, or how long it waits.
+//!
+//! The backend is never told the fees, only that default is cheaper, and the
+//! processors change behaviour without notice. The policy reads what it observes:
+//!
+//! 1. default healthy and not slow → default (cheapest, and fast enough);
+//! 2. default healthy but slow (latency > `slow_ms`) and fallback healthy and
+//!    `speedup` times faster → fallback: a slow default costs in-flight capacity, lag
+//!    at the end of a test, and consistency races past the 1.5–2 s window offset;
+//! 3. default failing → the payment waits for it (one paced probe per
+//!    `probe_interval_ms` finds the recovery), unless it has waited `max_defer_ms`
+//!    already and fallback is healthy: then fallback pays it, so a long outage
+//!    costs the fee difference rather than the whole payment;
+//! 4. a slow processor still gets one probe per interval so its recovery is seen.
+//!
+//! A payment whose outcome is unknown is pinned to the processor that may hold it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::config::RouterConfig;
+use crate::payment::Processor;
+
+/// What a worker does with a payment now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Send(Processor),
+    Wait(Duration),
+}
+
+/// What a worker saw from a processor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// Answered 2xx/422 after this many milliseconds.
+    Answered(u64),
+    /// 5xx, 429, unreachable, or no answer.
+    Failed,
+}
+
+#[derive(Default)]
+struct State {
+    failing: AtomicBool,
+    /// Smoothed latency (ms) of answered requests, or the health report's minimum.
+    latency_ms: AtomicU64,
+    /// Monotonic ms of the last probe taken (failing or slow processor).
+    last_probe_ms: AtomicU64,
+}
+
+pub struct Router {
+    cfg: RouterConfig,
+    state: [State; 2],
+}
+
+const MIN_WAIT: Duration = Duration::from_millis(5);
+
+impl Router {
+    pub fn new(cfg: RouterConfig) -> Router {
+        Router {
+            cfg,
+            state: Default::default(),
+        }
+    }
+
+    fn st(&self, p: Processor) -> &State {
+        &self.state[p.index()]
+    }
+
+    pub fn is_failing(&self, p: Processor) -> bool {
+        self.st(p).failing.load(Relaxed)
+    }
+
+    pub fn latency_ms(&self, p: Processor) -> u64 {
+        self.st(p).latency_ms.load(Relaxed)
+    }
+
+    fn slow(&self, p: Processor) -> bool {
+        self.latency_ms(p) > self.cfg.slow_ms
+    }
+
+    /// Claims the probe slot of `p` if `probe_interval_ms` has passed since the last one.
+    fn take_probe(&self, p: Processor, now_ms: u64) -> bool {
+        let st = self.st(p);
+        let last = st.last_probe_ms.load(Relaxed);
+        let due = last == 0 || now_ms >= last + self.cfg.probe_interval_ms;
+        due && st
+            .last_probe_ms
+            .compare_exchange(last, now_ms.max(1), Relaxed, Relaxed)
+            .is_ok()
+    }
+
+    fn until_probe(&self, p: Processor, now_ms: u64) -> u64 {
+        (self.st(p).last_probe_ms.load(Relaxed) + self.cfg.probe_interval_ms).saturating_sub(now_ms)
+    }
+
+    /// Decides for a payment accepted at `accepted_ms`, optionally pinned to a processor.
+    pub fn decide(&self, accepted_ms: u64, pinned: Option<Processor>, now_ms: u64) -> Decision {
+        use Processor::{Default as D, Fallback as F};
+        if let Some(p) = pinned {
+            return if !self.is_failing(p) || self.take_probe(p, now_ms) {
+                Decision::Send(p)
+            } else {
+                self.wait(self.until_probe(p, now_ms))
+            };
+        }
+        let fallback_ok = !self.is_failing(F);
+        if !self.is_failing(D) {
+            let fallback_faster = self.latency_ms(F) * self.cfg.speedup < self.latency_ms(D);
+            if self.slow(D) && fallback_ok && fallback_faster && !self.take_probe(D, now_ms) {
+                return Decision::Send(F);
+            }
+            return Decision::Send(D);
+        }
+        if self.take_probe(D, now_ms) {
+            return Decision::Send(D);
+        }
+        let waited = now_ms.saturating_sub(accepted_ms);
+        if waited >= self.cfg.max_defer_ms && (fallback_ok || self.take_probe(F, now_ms)) {
+            return Decision::Send(F);
+        }
+        let until_defer = self.cfg.max_defer_ms.saturating_sub(waited);
+        self.wait(self.until_probe(D, now_ms).min(until_defer.max(1)))
+    }
+
+    fn wait(&self, ms: u64) -> Decision {
+        Decision::Wait(Duration::from_millis(ms).clamp(MIN_WAIT, Duration::from_millis(100)))
+    }
+
+    /// Feeds back what a request to `p` did.
+    pub fn observe(&self, p: Processor, o: Observation) {
+        let st = self.st(p);
+        match o {
+            Observation::Answered(ms) => {
+                st.failing.store(false, Relaxed);
+                let old = st.latency_ms.load(Relaxed);
+                // EWMA with weight 1/4: follows a stage change within a handful of answers.
+                let new = if old == 0 { ms } else { (old * 3 + ms) / 4 };
+                st.latency_ms.store(new, Relaxed);
+            }
+            Observation::Failed => st.failing.store(true, Relaxed),
+        }
+    }
+
+    /// A health report (ours or a peer's): the processor's own view of itself.
+    pub fn on_health(&self, p: Processor, failing: bool, min_response_ms: u32) {
+        let st = self.st(p);
+        st.failing.store(failing, Relaxed);
+        st.latency_ms.store(u64::from(min_response_ms), Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Processor::{Default as D, Fallback as F};
+
+    fn router() -> Router {
+        Router::new(RouterConfig {
+            slow_ms: 600,
+            speedup: 3,
+            max_defer_ms: 8_000,
+            probe_interval_ms: 250,
+        })
+    }
+
+    #[test]
+    fn healthy_default_pays() {
+        let r = router();
+        assert_eq!(r.decide(0, None, 1_000), Decision::Send(D));
+        r.observe(D, Observation::Answered(100));
+        assert_eq!(r.decide(0, None, 1_000), Decision::Send(D));
+    }
+
+    #[test]
+    fn slow_default_moves_to_a_much_faster_fallback_with_probes() {
+        let r = router();
+        r.on_health(D, false, 1_000);
+        r.on_health(F, false, 5);
+        assert_eq!(
+            r.decide(0, None, 1_000),
+            Decision::Send(D),
+            "first probe of the slow default"
+        );
+        assert_eq!(r.decide(0, None, 1_001), Decision::Send(F));
+        assert_eq!(r.decide(0, None, 1_100), Decision::Send(F));
+        assert_eq!(r.decide(0, None, 1_250), Decision::Send(D), "next probe");
+        r.on_health(F, false, 800);
+        assert_eq!(
+            r.decide(0, None, 1_300),
+            Decision::Send(D),
+            "fallback not fast enough to pay more"
+        );
+    }
+
+    #[test]
+    fn failing_default_waits_then_defers_to_fallback() {
+        let r = router();
+        r.observe(D, Observation::Failed);
+        assert_eq!(r.decide(0, None, 10_000), Decision::Send(D), "probe");
+        assert!(matches!(r.decide(9_000, None, 10_001), Decision::Wait(_)));
+        assert_eq!(
+            r.decide(2_000, None, 10_002),
+            Decision::Send(F),
+            "waited max_defer"
+        );
+        r.observe(F, Observation::Failed);
+        assert!(
+            matches!(r.decide(2_000, None, 10_003), Decision::Wait(_)),
+            "both failing"
+        );
+        r.observe(D, Observation::Answered(20));
+        assert_eq!(
+            r.decide(2_000, None, 10_004),
+            Decision::Send(D),
+            "recovered"
+        );
+    }
+
+    #[test]
+    fn waits_are_bounded_and_paced() {
+        let r = router();
+        r.observe(D, Observation::Failed);
+        assert_eq!(r.decide(0, None, 100), Decision::Send(D));
+        match r.decide(100, None, 101) {
+            Decision::Wait(d) => assert!(d >= MIN_WAIT && d <= Duration::from_millis(100)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pinned_payments_stay_with_their_processor() {
+        let r = router();
+        r.observe(F, Observation::Failed);
+        assert_eq!(r.decide(0, Some(F), 500), Decision::Send(F), "probe");
+        assert!(matches!(r.decide(0, Some(F), 501), Decision::Wait(_)));
+        r.observe(F, Observation::Answered(3));
+        assert_eq!(r.decide(0, Some(F), 502), Decision::Send(F));
+    }
+}

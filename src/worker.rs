@@ -1,0 +1,141 @@
+//! The worker pool: fixed threads that drain the intake channel, each paying one
+//! payment at a time through its own keep-alive clients, until the payment is settled.
+//!
+//! Settled means exactly one of: recorded with what the processor stored, or (never)
+//! dropped. Outcomes: 200 → record what we sent; 500/429/unreachable → nothing stored,
+//! route again; 422 or no answer → ask `GET /payments/{id}` and record what it holds, or
+//! pin the payment to that processor and send it again there (a duplicate there is
+//! refused with 422, so a payment is never stored twice nor on both processors).
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use crate::inflight::InFlight;
+use crate::ledger::Ledger;
+use crate::payment::{Payment, Processor, Record};
+use crate::processor::{Client, Lookup, Outcome};
+use crate::router::{Decision, Observation, Router};
+use crate::time::{mono_ms, now_us};
+
+/// What every worker shares.
+pub struct Shared {
+    pub router: Arc<Router>,
+    pub ledger: Arc<Ledger>,
+    pub inflight: Arc<InFlight>,
+    /// Called after each own record is inserted (peer replication).
+    pub on_record: Box<dyn Fn() + Send + Sync>,
+    /// Payments taken from the channel and not yet settled.
+    pub busy: Arc<AtomicUsize>,
+}
+
+/// Pause before re-asking a processor that gave no usable answer.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+pub struct Worker {
+    shared: Arc<Shared>,
+    clients: [Client; 2],
+}
+
+impl Worker {
+    pub fn new(shared: Arc<Shared>, default: Client, fallback: Client) -> Worker {
+        Worker {
+            shared,
+            clients: [default, fallback],
+        }
+    }
+
+    /// Runs until the channel is closed.
+    pub fn run(mut self, rx: Receiver<Payment>) {
+        while let Ok(p) = rx.recv() {
+            self.shared.busy.fetch_add(1, Relaxed);
+            self.settle(p);
+            self.shared.busy.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// Pays `p` exactly once, however long that takes.
+    fn settle(&mut self, p: Payment) {
+        let mut pinned: Option<Processor> = None;
+        // requestedAt of every attempt whose outcome is not known yet (see `inflight`).
+        let mut open: Vec<i64> = Vec::new();
+        loop {
+            let proc = match self.shared.router.decide(p.accepted_ms, pinned, mono_ms()) {
+                Decision::Wait(d) => {
+                    std::thread::sleep(d);
+                    continue;
+                }
+                Decision::Send(proc) => proc,
+            };
+            // Millisecond precision: what we send is what we record, to the digit.
+            let at = now_us() / 1000 * 1000;
+            self.shared.inflight.begin(at);
+            open.push(at);
+            let started = Instant::now();
+            let outcome = self.clients[proc.index()].pay(&p.id, p.cents, at);
+            let elapsed = started.elapsed().as_millis() as u64;
+            match outcome {
+                Outcome::Stored => {
+                    self.shared
+                        .router
+                        .observe(proc, Observation::Answered(elapsed));
+                    self.record(Record {
+                        id: p.id,
+                        requested_at_us: at,
+                        cents: p.cents,
+                        processor: proc,
+                    });
+                    break;
+                }
+                Outcome::Refused(_) | Outcome::Unreachable => {
+                    self.shared.router.observe(proc, Observation::Failed);
+                    self.shared.inflight.end(at);
+                    open.pop();
+                }
+                Outcome::Duplicate | Outcome::Unknown => {
+                    if outcome == Outcome::Duplicate {
+                        self.shared
+                            .router
+                            .observe(proc, Observation::Answered(elapsed));
+                    }
+                    pinned = Some(proc);
+                    if self.reconcile(&p, proc) {
+                        break;
+                    }
+                }
+            }
+        }
+        for at in open {
+            self.shared.inflight.end(at);
+        }
+    }
+
+    /// Asks `proc` what it stored for `p`; records it and returns true if found.
+    fn reconcile(&mut self, p: &Payment, proc: Processor) -> bool {
+        loop {
+            match self.clients[proc.index()].lookup(&p.id) {
+                Lookup::Found {
+                    cents,
+                    requested_at_us,
+                } => {
+                    self.record(Record {
+                        id: p.id,
+                        requested_at_us,
+                        cents,
+                        processor: proc,
+                    });
+                    return true;
+                }
+                Lookup::NotFound => return false,
+                Lookup::Error => std::thread::sleep(RETRY_PAUSE),
+            }
+        }
+    }
+
+    fn record(&self, r: Record) {
+        self.shared.ledger.insert_own(r);
+        (self.shared.on_record)();
+    }
+}
