@@ -203,13 +203,14 @@ mod tests {
             "waited max_defer"
         );
         r.observe(F, Observation::Failed);
+        assert_eq!(r.decide(2_000, None, 10_003), Decision::Send(F), "fallback probe");
         assert!(
-            matches!(r.decide(2_000, None, 10_003), Decision::Wait(_)),
+            matches!(r.decide(2_000, None, 10_004), Decision::Wait(_)),
             "both failing"
         );
         r.observe(D, Observation::Answered(20));
         assert_eq!(
-            r.decide(2_000, None, 10_004),
+            r.decide(2_000, None, 10_005),
             Decision::Send(D),
             "recovered"
         );
