@@ -1,0 +1,1 @@
+"""Pieces of bench/run.py: cgroups, the compose-defined stack on bare metal, sampling, checks."""

@@ -1,0 +1,414 @@
+#!/usr/bin/env python3
+"""Runs the official Rinha 2025 test (k6 ports in bench/scenarios/) on bare metal.
+
+Starts the two processor emulators, the stack docker-compose.yml defines (nginx from
+Debian + two rinha instances, addresses moved to a per-run directory, cgroup limits as
+written), samples it every second, runs k6, then checks every window exactly, stops
+everything it started and writes bench/results/<timestamp>/. See bench/RESULTS.md.
+"""
+import argparse
+import datetime
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+VENV_PY = os.path.join(BENCH, ".venv", "bin", "python")
+
+try:
+    import yaml  # noqa: F401  (bench/lib/stack.py reads docker-compose.yml with it)
+except ImportError:
+    if os.path.exists(VENV_PY) and os.path.realpath(sys.executable) != os.path.realpath(VENV_PY):
+        os.execv(VENV_PY, [VENV_PY, os.path.abspath(__file__)] + sys.argv[1:])
+    sys.exit("run.py: PyYAML missing; run bench/setup.sh first")
+
+sys.path.insert(0, BENCH)
+from lib import cgroups, procs, stack, verify  # noqa: E402
+from lib.httpc import Client  # noqa: E402
+from lib.sampler import Sampler  # noqa: E402
+import report  # noqa: E402
+
+TOKEN = "123"
+
+
+class Interrupted(Exception):
+    pass
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", default="smoke", help="preview | final | smoke | PATH.json")
+    p.add_argument("--backend-cmd", help="run this shell command as the backend instead of the compose stack (must listen on the LB port)")
+    p.add_argument("--no-backend", action="store_true", help="start no backend: something already listens on the LB port")
+    p.add_argument("--out", help="results directory (default bench/results/<timestamp>-<scenario>)")
+    p.add_argument("--no-cgroups", action="store_true", help="no CPU/memory limits nor cgroup accounting")
+    p.add_argument("--strict", action="store_true", help="exit non-zero on any inconsistency, lag != 0 or double payment (smoke.json sets it)")
+    p.add_argument("--record", action="store_true", help="append a row to bench/RESULTS.md and keep the SVG in bench/timelines/")
+    p.add_argument("--compose", default=os.path.join(REPO, "docker-compose.yml"))
+    p.add_argument("--nginx-conf", default=os.path.join(REPO, "nginx.conf"))
+    p.add_argument("--rinha-bin", default=os.path.join(REPO, "target", "release", "rinha"))
+    p.add_argument("--processor-bin", default=os.path.join(REPO, "target", "release", "processor"))
+    p.add_argument("--nginx-bin", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    p.add_argument("--k6-bin", default=os.path.join(BENCH, ".venv", "bin", "k6"))
+    p.add_argument("--ports", default="8001,8002,9999", help="default processor, fallback processor, load balancer")
+    p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to wait after k6 for the backend's queue to empty")
+    p.add_argument("--slice", type=float, default=5.0, help="seconds per window of the exact check")
+    return p.parse_args(argv)
+
+
+def load_scenario(name):
+    path = name if name.endswith(".json") else os.path.join(BENCH, "scenarios", f"{name}.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    cfg["_path"] = os.path.abspath(path)
+    return cfg
+
+
+def git_commit():
+    try:
+        rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no", "--", "src", "Cargo.toml", "Cargo.lock", "nginx.conf", "docker-compose.yml"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def port_free(port):
+    import socket
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Run:
+    """One bench run: owns every process, cgroup and temporary directory it creates."""
+
+    def __init__(self, args, cfg):
+        self.args, self.cfg = args, cfg
+        self.pp_default, self.pp_fallback, self.lb = (int(x) for x in args.ports.split(","))
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        self.out = os.path.abspath(args.out or os.path.join(BENCH, "results", f"{stamp}-{cfg.get('name', 'custom')}"))
+        os.makedirs(os.path.join(self.out, "logs"), exist_ok=True)
+        self.tmp = tempfile.mkdtemp(prefix="rinha-bench-")
+        os.chmod(self.tmp, 0o755)  # nginx workers must traverse it to reach the sockets
+        self.sock_dir = os.path.join(self.tmp, "sockets")
+        os.makedirs(self.sock_dir)
+        os.chmod(self.sock_dir, 0o1777)
+        self.sup = procs.Supervisor()
+        self.cg = None if args.no_cgroups else cgroups.Cgroups(f"rinha-bench-{os.getpid()}")
+        self.groups = {}
+        self.limits = {}
+        self.health = {}
+        self.sampler = None
+
+    def log(self, name):
+        return os.path.join(self.out, "logs", f"{name}.log")
+
+    def group(self, name, cpus=None, mem=None):
+        self.limits[name] = {"cpus": cpus, "memory_bytes": mem}
+        if self.cg is None:
+            return None
+        g = self.cg.create(name, cpus, mem)
+        if g is not None:
+            self.groups[name] = g
+        return g
+
+    # -- starting ---------------------------------------------------------------
+    def start_processors(self):
+        if not os.access(self.args.processor_bin, os.X_OK):
+            raise RuntimeError(f"{self.args.processor_bin} missing: cargo build --release --bin processor")
+        for name, port in (("default", self.pp_default), ("fallback", self.pp_fallback)):
+            argv = [self.args.processor_bin, "--port", str(port), "--fee", str(self.cfg["fees"][name]),
+                    "--token", TOKEN, "--rate-limit-seconds", "5"]
+            p = self.sup.start(f"processor-{name}", argv, self.log(f"processor-{name}"), group=self.group(f"processor-{name}"))
+            procs.wait_tcp(port, p)
+
+    def start_stack(self):
+        if not os.access(self.args.rinha_bin, os.X_OK):
+            raise RuntimeError(f"{self.args.rinha_bin} missing: cargo build --release --bin rinha")
+        services = stack.load(self.args.compose)
+        ports = {"default": self.pp_default, "fallback": self.pp_fallback}
+        for svc in [s for s in services if s.kind == "api"]:
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            env.update({k: stack.adapt(v, self.sock_dir, ports) for k, v in svc.env.items()})
+            argv = [self.args.rinha_bin] + [stack.adapt(a, self.sock_dir, ports) for a in svc.command]
+            p = self.sup.start(svc.name, argv, self.log(svc.name), env=env, cwd=self.tmp,
+                               group=self.group(svc.name, svc.cpus, svc.mem), nofile=svc.nofile)
+            sock = env.get("RINHA_UNIX")
+            if sock:
+                procs.wait_unix(sock, p)
+                self.health[svc.name] = f"unix:{sock}"
+            elif env.get("RINHA_PORT"):
+                procs.wait_tcp(int(env["RINHA_PORT"]), p)
+                self.health[svc.name] = f"http://127.0.0.1:{env['RINHA_PORT']}"
+        for svc in [s for s in services if s.kind == "nginx"]:
+            prefix = os.path.join(self.tmp, "nginx")
+            os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+            conf = stack.nginx_conf(self.args.nginx_conf, os.path.join(prefix, "nginx.conf"), self.sock_dir)
+            if self.lb != 9999:
+                with open(conf) as f:
+                    text = f.read().replace("listen 9999", f"listen {self.lb}")
+                with open(conf, "w") as f:
+                    f.write(text)
+            argv = stack.nginx_argv(self.args.nginx_bin, prefix, conf, os.path.join(prefix, "nginx.pid"))
+            p = self.sup.start(svc.name, argv, self.log(svc.name), group=self.group(svc.name, svc.cpus, svc.mem), nofile=svc.nofile)
+            procs.wait_tcp(self.lb, p)
+
+    def start_backend(self):
+        if self.args.no_backend:
+            procs.wait_tcp(self.lb, None, timeout_s=2)
+        elif self.args.backend_cmd:
+            p = self.sup.start("backend", ["/bin/sh", "-c", self.args.backend_cmd], self.log("backend"), group=self.group("backend"))
+            procs.wait_tcp(self.lb, p, timeout_s=60)
+        else:
+            self.start_stack()
+
+    # -- the test ---------------------------------------------------------------
+    def run_k6(self):
+        script = os.path.join(BENCH, "scenarios", self.cfg["script"])
+        env = dict(os.environ, K6_CSV_TIME_FORMAT="unix_milli", K6_NO_USAGE_REPORT="true")
+        argv = [self.args.k6_bin, "run", "--no-usage-report", "--log-format", "json",
+                "--system-tags", "status,method,name,scenario,expected_response",
+                "--out", f"csv={os.path.join(self.out, 'k6-metrics.csv')}",
+                "-e", f"SCENARIO={self.cfg['_path']}",
+                "-e", f"RESULTS_FILE={os.path.join(self.out, 'partial-results.json')}",
+                "-e", f"BACKEND_URL=http://127.0.0.1:{self.lb}",
+                "-e", f"PP_DEFAULT_URL=http://127.0.0.1:{self.pp_default}",
+                "-e", f"PP_FALLBACK_URL=http://127.0.0.1:{self.pp_fallback}",
+                "-e", f"TOKEN={TOKEN}", script]
+        self.k6_started = time.time()
+        p = self.sup.start("k6", argv, os.path.join(self.out, "k6-log.jsonl"), env=env, cwd=self.out,
+                           group=self.group("k6"), stdout_path=os.path.join(self.out, "k6-stdout.txt"))
+        limit = self.cfg["duration_s"] + 120
+        try:
+            p.popen.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            self.sup.stop(p)
+            raise RuntimeError(f"k6 still running after {limit} s; stopped")
+        self.k6_ended = time.time()
+        return p.popen.returncode
+
+    def drain(self):
+        """Waits until every instance reports an empty queue and nothing in flight."""
+        t0 = time.time()
+        if not self.health:
+            time.sleep(min(3.0, self.args.drain_timeout))
+            return None
+        clients = [Client(b, timeout=1.0) for b in self.health.values()]
+        try:
+            while time.time() - t0 < self.args.drain_timeout:
+                pending = 0
+                for c in clients:
+                    try:
+                        st, h = c.get("/health")
+                        pending += int(h.get("queue", 0)) + int(h.get("inflight", 0)) if st == 200 and h else 1
+                    except Exception:
+                        pending += 1
+                if pending == 0:
+                    return time.time() - t0
+                time.sleep(0.2)
+            return None
+        finally:
+            for c in clients:
+                c.close()
+
+    def service_stats(self):
+        out = {}
+        for name, g in self.groups.items():
+            try:
+                s = g.stats()
+            except OSError as e:
+                s = {"error": str(e)}
+            s["vm_hwm_bytes"] = sum(_vm_hwm(pid) for pid in g.pids())
+            s["limits"] = self.limits.get(name)
+            out[name] = s
+        return out
+
+    def execute(self):
+        meta = {"scenario": self.cfg.get("name"), "scenario_file": self.cfg["_path"], "commit": git_commit(),
+                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(), "ports": self.args.ports,
+                "backend": "none" if self.args.no_backend else (self.args.backend_cmd or "compose"),
+                "cgroups": None if self.cg is None else self.cg.version}
+        shutil.copy(self.cfg["_path"], os.path.join(self.out, "scenario.json"))
+        for port in (self.pp_default, self.pp_fallback) + (() if self.args.no_backend else (self.lb,)):
+            if not port_free(port):
+                raise RuntimeError(f"port {port} is busy (another bench or test?); pick others with --ports")
+        self.start_processors()
+        self.start_backend()
+        if self.cg is not None and self.cg.warning:
+            print(f"run.py: warning: {self.cg.warning}", file=sys.stderr)
+            meta["cgroups_warning"] = self.cg.warning
+        self.sampler = Sampler(os.path.join(self.out, "samples.jsonl"), self.health,
+                               {"default": f"http://127.0.0.1:{self.pp_default}", "fallback": f"http://127.0.0.1:{self.pp_fallback}"},
+                               self.groups, token=TOKEN)
+        self.sampler.start()
+        print(f"run.py: k6 {self.cfg['script']} ({self.cfg['duration_s']} s, {self.cfg['vus']} VUs) -> {self.out}", flush=True)
+        meta["k6_exit"] = self.run_k6()
+        meta["drain_seconds"] = self.drain()
+        self.sampler.stop()
+        meta["verify"] = verify.run(f"http://127.0.0.1:{self.lb}",
+                                    {"default": f"http://127.0.0.1:{self.pp_default}", "fallback": f"http://127.0.0.1:{self.pp_fallback}"},
+                                    TOKEN, self.k6_started, time.time(), self.args.slice)
+        services = self.service_stats()
+        with open(os.path.join(self.out, "services.json"), "w") as f:
+            json.dump(services, f, indent=2)
+        for p in list(self.sup.procs):
+            if p.name != "k6" and not p.alive():
+                meta.setdefault("died", []).append(f"{p.name} (exit {p.popen.returncode})")
+        return meta
+
+    def close(self):
+        if self.sampler is not None and self.sampler.is_alive():
+            self.sampler.stop()
+        self.sup.stop_all()
+        if self.cg is not None:
+            self.cg.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _vm_hwm(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def compress_csv(out):
+    src = os.path.join(out, "k6-metrics.csv")
+    if os.path.exists(src):
+        with open(src, "rb") as s, gzip.open(src + ".gz", "wb", compresslevel=5) as d:
+            shutil.copyfileobj(s, d)
+        os.remove(src)
+
+
+def figures(out, meta):
+    """The key numbers of a finished run (also what --record writes)."""
+    with open(os.path.join(out, "partial-results.json")) as f:
+        res = json.load(f)
+    services = json.load(open(os.path.join(out, "services.json"))) if os.path.exists(os.path.join(out, "services.json")) else {}
+    stack_names = [n for n in services if n not in ("k6", "processor-default", "processor-fallback")]
+    v = meta.get("verify", {})
+    return {
+        "p99": res["p99"]["valor"], "total_liquido": res["total_liquido"],
+        "default": res["pagamentos_realizados_default"]["num_pagamentos"],
+        "fallback": res["pagamentos_realizados_fallback"]["num_pagamentos"],
+        "inconsistencies": res["multa"]["composicao"]["num_inconsistencias"],
+        "lag": res["lag"]["lag"],
+        "requested_ok": res["pagamentos_solicitados"]["qtd_sucesso"],
+        "requested_failed": res["pagamentos_solicitados"]["qtd_falha"],
+        "stored_after_drain": sum(x or 0 for x in v.get("stored", {}).values()),
+        "windows_mismatched": v.get("windows_mismatched"),
+        "windows_checked": v.get("windows_checked"),
+        "double_payments": v.get("double_payments"),
+        "cpu_seconds": {n: round(services[n].get("cpu_seconds", 0), 2) for n in services},
+        "stack_cpu_seconds": round(sum(services[n].get("cpu_seconds", 0) for n in stack_names), 2),
+        "stack_peak_mem_mb": round(sum(services[n].get("peak_memory_bytes", 0) for n in stack_names) / 2**20, 1),
+        "stack_throttled_s": round(sum(services[n].get("throttled_seconds", 0) for n in stack_names), 2),
+        "peak_mem_mb": {n: round(services[n].get("peak_memory_bytes", 0) / 2**20, 1) for n in services},
+    }
+
+
+def failures(fig, meta):
+    bad = []
+    if meta.get("k6_exit") not in (0, None):
+        bad.append(f"k6 exited {meta['k6_exit']}")
+    if fig["inconsistencies"]:
+        bad.append(f"{fig['inconsistencies']} inconsistencies in k6's checks")
+    if fig["lag"] != 0:
+        bad.append(f"lag {fig['lag']}")
+    if fig["windows_mismatched"]:
+        bad.append(f"{fig['windows_mismatched']} of {fig['windows_checked']} windows differ from the processors")
+    if fig["double_payments"]:
+        bad.append(f"{fig['double_payments']} correlationIds paid on both processors")
+    if meta.get("died"):
+        bad.append("died during the run: " + ", ".join(meta["died"]))
+    return bad
+
+
+def print_figures(fig, meta, out):
+    print(f"\n== {meta['scenario']} @ {meta['commit']} -> {out}")
+    print(f"p99 {fig['p99']}  total_liquido {fig['total_liquido']:,.2f}  default/fallback {fig['default']}/{fig['fallback']}  "
+          f"inconsistencies {fig['inconsistencies']}  lag {fig['lag']}")
+    print(f"payments ok/failed {fig['requested_ok']}/{fig['requested_failed']}  stored after drain {fig['stored_after_drain']}  "
+          f"(drain {meta.get('drain_seconds')} s)  exact windows {fig['windows_checked'] - (fig['windows_mismatched'] or 0)}/{fig['windows_checked']} equal  "
+          f"double payments {fig['double_payments'] if fig['double_payments'] is not None else 'not checked'}")
+    print(f"CPU-s {fig['cpu_seconds']}  stack {fig['stack_cpu_seconds']} CPU-s, peak {fig['stack_peak_mem_mb']} MB, throttled {fig['stack_throttled_s']} s")
+    print(f"timeline: {os.path.join(out, 'timeline.svg')}")
+
+
+def record(fig, meta, out):
+    os.makedirs(os.path.join(BENCH, "timelines"), exist_ok=True)
+    svg_name = os.path.basename(out) + ".svg"
+    shutil.copy(os.path.join(out, "timeline.svg"), os.path.join(BENCH, "timelines", svg_name))
+    row = (f"| {meta['started'][:16].replace('T', ' ')} | {meta['commit']} | {meta['scenario']} | {fig['p99']} | "
+           f"{fig['total_liquido']:,.2f} | {fig['default']}/{fig['fallback']} | {fig['inconsistencies']} | {fig['lag']} | "
+           f"{fig['stack_cpu_seconds']} | {fig['stack_peak_mem_mb']} MB | [svg](timelines/{svg_name}) |\n")
+    with open(os.path.join(BENCH, "RESULTS.md"), "a") as f:
+        f.write(row)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    cfg = load_scenario(args.scenario)
+    strict = args.strict or cfg.get("strict", False)
+
+    def on_signal(signum, _frame):
+        raise Interrupted(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    run = Run(args, cfg)
+    meta = {"scenario": cfg.get("name")}
+    try:
+        meta = run.execute()
+    except Interrupted as e:
+        print(f"run.py: interrupted ({e}); stopping everything", file=sys.stderr)
+        return 130
+    except RuntimeError as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        run.close()
+        with open(os.path.join(run.out, "run.json"), "w") as f:
+            json.dump(meta, f, indent=2, default=str)
+    if not os.path.exists(os.path.join(run.out, "partial-results.json")):
+        report.build(run.out)
+        compress_csv(run.out)
+        print("run.py: k6 wrote no partial-results.json; see k6-log.jsonl", file=sys.stderr)
+        return 2
+    fig = figures(run.out, meta)
+    with open(os.path.join(run.out, "figures.json"), "w") as f:
+        json.dump(fig, f, indent=2)
+    report.build(run.out)
+    compress_csv(run.out)
+    print_figures(fig, meta, run.out)
+    bad = failures(fig, meta)
+    for b in bad:
+        print(f"run.py: FAIL: {b}" if strict else f"run.py: note: {b}")
+    if args.record:
+        record(fig, meta, run.out)
+    return 1 if strict and bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
