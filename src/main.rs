@@ -22,7 +22,12 @@ fn main() -> ExitCode {
         }
     };
     eprintln!("rinha {}: {cfg}", env!("CARGO_PKG_VERSION"));
-    let result = rinha::node::build(&cfg).and_then(|server| server.run());
+    let result = rinha::node::build(&cfg).and_then(|server| {
+        if let Some(port) = server.local_port() {
+            eprintln!("rinha: listening on tcp port {port}");
+        }
+        server.run()
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

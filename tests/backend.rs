@@ -1,0 +1,340 @@
+//! End-to-end: one `rinha` against two processor emulators, all real processes on
+//! loopback. Each test checks the backend's summary against what the processors stored.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn assert_consistent(backend: &Proc, d: &Proc, f: &Proc, from: i64, to: i64) -> [(u64, u64); 2] {
+    let (ours, theirs) = compare(backend, d, f, from, to);
+    assert_eq!(
+        ours,
+        theirs,
+        "backend vs processors over [{}, {}]",
+        iso(from),
+        iso(to)
+    );
+    ours
+}
+
+/// Every payment accepted is paid once, and summaries agree over many windows.
+#[test]
+fn pays_concurrently_and_agrees_over_windows() {
+    let (d, f) = (processor("0.05"), processor("0.15"));
+    let b = rinha(&d, &f, &["--workers", "16"]);
+    let start = now_ms();
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let port = b.port;
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    assert_eq!(pay(port, &uuid(t * 1000 + i), "19.90"), 202);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    wait_drained(&b, LONG);
+    let end = now_ms() + 1;
+    let all = assert_consistent(&b, &d, &f, start - 1000, end);
+    assert_eq!(all[0].0 + all[1].0, 200, "every payment paid exactly once");
+    assert_eq!(all[0].1 + all[1].1, 200 * 1990);
+    let step = ((end - start) / 7).max(1);
+    for k in 0..8 {
+        assert_consistent(&b, &d, &f, start + k * step, start + (k + 1) * step + 3);
+    }
+}
+
+/// Default fails for a while: payments wait or go to fallback, none is lost or doubled.
+#[test]
+fn default_failure_then_recovery() {
+    let (d, f) = (processor("0.05"), processor("0.15"));
+    let b = rinha(
+        &d,
+        &f,
+        &[
+            "--workers",
+            "8",
+            "--max-defer-ms",
+            "500",
+            "--probe-interval-ms",
+            "50",
+        ],
+    );
+    let start = now_ms();
+    set_failure(&d, true);
+    for i in 0..40 {
+        assert_eq!(pay(b.port, &uuid(i), "20.05"), 202);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    set_failure(&d, false);
+    for i in 40..60 {
+        assert_eq!(pay(b.port, &uuid(i), "20.05"), 202);
+    }
+    wait_drained(&b, LONG);
+    let all = assert_consistent(&b, &d, &f, start - 1000, now_ms() + 1);
+    assert_eq!(all[0].0 + all[1].0, 60);
+    assert!(all[1].0 > 0, "deferred payments went to fallback: {all:?}");
+    assert!(
+        all[0].0 > 0,
+        "default took traffic again after recovery: {all:?}"
+    );
+}
+
+/// A payment the processor already holds (422) is recorded exactly as stored there.
+#[test]
+fn duplicate_is_reconciled_from_the_processor() {
+    let (d, f) = (processor("0.05"), processor("0.15"));
+    let b = rinha(&d, &f, &["--workers", "2"]);
+    let id = uuid(7);
+    let stored_at = "2020-01-02T03:04:05.678Z";
+    let body = format!(r#"{{"correlationId":"{id}","amount":12.34,"requestedAt":"{stored_at}"}}"#);
+    assert_eq!(request(d.port, "POST", "/payments", &[], &body).status, 200);
+    assert_eq!(pay(b.port, &id, "99.99"), 202);
+    wait_drained(&b, LONG);
+    let t = request(
+        b.port,
+        "GET",
+        "/payments-summary?from=2020-01-02T03:04:05.678Z&to=2020-01-02T03:04:05.678Z",
+        &[],
+        "",
+    );
+    assert_eq!(totals(&t.body, &["default"]), (1, 1234), "{}", t.body);
+    assert_eq!(totals(&t.body, &["fallback"]), (0, 0));
+}
+
+/// A processor slower than the client timeout: the payment is resolved by asking it.
+#[test]
+fn response_slower_than_client_timeout() {
+    let (d, f) = (processor("0.05"), processor("0.15"));
+    let b = rinha(
+        &d,
+        &f,
+        &[
+            "--workers",
+            "4",
+            "--client-timeout-ms",
+            "200",
+            "--slow-ms",
+            "100000",
+        ],
+    );
+    set_delay(&d, 600);
+    let start = now_ms();
+    for i in 0..5 {
+        assert_eq!(pay(b.port, &uuid(100 + i), "19.90"), 202);
+    }
+    wait_drained(&b, LONG);
+    let all = assert_consistent(&b, &d, &f, start - 1000, now_ms() + 1);
+    assert_eq!(all[0].0 + all[1].0, 5, "{all:?}");
+    assert_eq!(all[1].0, 0, "an unknown outcome stays with its processor");
+}
+
+/// A summary whose range covers a payment in flight waits for it.
+#[test]
+fn summary_waits_for_payments_in_flight() {
+    let (d, f) = (processor("0.05"), processor("0.15"));
+    let b = rinha(&d, &f, &["--workers", "2", "--summary-wait-ms", "3000"]);
+    set_delay(&d, 400);
+    assert_eq!(pay(b.port, &uuid(1), "19.90"), 202);
+    std::thread::sleep(Duration::from_millis(100));
+    let to = now_ms();
+    let (ours, theirs) = compare(&b, &d, &f, to - 10_000, to);
+    assert_eq!(
+        ours[0],
+        (1, 1990),
+        "the summary waited for the payment in flight"
+    );
+    assert_eq!(ours, theirs);
+}
+
+/// A full queue answers 503 with Retry-After; accepted payments are all paid.
+#[test]
+fn queue_full_is_503() {
+    let (d, f) = (processor("0.05"), processor("0.15"));
+    let b = rinha(
+        &d,
+        &f,
+        &["--workers", "1", "--queue", "2", "--slow-ms", "100000"],
+    );
+    set_delay(&d, 300);
+    let statuses: Vec<u16> = (0..10)
+        .map(|i| pay(b.port, &uuid(200 + i), "19.90"))
+        .collect();
+    let accepted = statuses.iter().filter(|&&s| s == 202).count() as u64;
+    assert!(statuses.contains(&503), "{statuses:?}");
+    let r = request(
+        b.port,
+        "POST",
+        "/payments",
+        &[],
+        &format!(r#"{{"correlationId":"{}","amount":1}}"#, uuid(300)),
+    );
+    if r.status == 503 {
+        assert!(r.head.contains("Retry-After"), "{}", r.head);
+    }
+    set_delay(&d, 0);
+    wait_drained(&b, LONG);
+    let all = assert_consistent(&b, &d, &f, now_ms() - 60_000, now_ms() + 1);
+    assert_eq!(all[0].0 + all[1].0, accepted + u64::from(r.status == 202));
+}
+
+fn raw(port: u16, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// Malformed requests get their 4xx and the server keeps serving.
+#[test]
+fn bad_input_gets_4xx_and_server_stays_up() {
+    let (d, f) = (processor("0.05"), processor("0.15"));
+    let b = rinha(
+        &d,
+        &f,
+        &[
+            "--workers",
+            "2",
+            "--max-body",
+            "256",
+            "--max-header",
+            "1024",
+        ],
+    );
+    let id = uuid(1);
+    let post = |body: String| {
+        format!(
+            "POST /payments HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"NONSENSE\r\n\r\n".to_vec(), "400"),
+        (b"GET / HTTP/9.9\r\n\r\n".to_vec(), "400"),
+        (
+            format!("GET /x HTTP/1.1\r\nH: {}\r\n\r\n", "a".repeat(2000)).into_bytes(),
+            "431",
+        ),
+        (
+            b"POST /payments HTTP/1.1\r\nContent-Length: 100000\r\n\r\n".to_vec(),
+            "413",
+        ),
+        (
+            b"POST /payments HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            "411",
+        ),
+        (post("{}".into()), "400"),
+        (post("hello".into()), "400"),
+        (
+            post(format!(r#"{{"correlationId":"{id}","amount":"x"}}"#)),
+            "400",
+        ),
+        (
+            post(r#"{"correlationId":"not-a-uuid","amount":1.0}"#.into()),
+            "400",
+        ),
+        (
+            post(format!(r#"{{"correlationId":"{id}","amount":-10.0}}"#)),
+            "400",
+        ),
+        (
+            post(format!(r#"{{"correlationId":"{id}","amount":0.0}}"#)),
+            "400",
+        ),
+        (post(format!(r#"{{"correlationId":"{id}"}}"#)), "400"),
+        (
+            post(format!(r#"{{"correlationId":"{id}","amount":1}}{{"#)),
+            "400",
+        ),
+        (
+            b"GET /payments-summary?from=yesterday HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            b"GET /payments-summary?to=2025-13-01T00:00:00Z HTTP/1.1\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+            "400",
+        ),
+        (
+            b"GET /payments-summary?from=%zz HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            b"GET /nowhere HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+            "404",
+        ),
+        (
+            b"DELETE /payments HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+            "405",
+        ),
+        (
+            b"GET /purge-payments HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec(),
+            "405",
+        ),
+    ];
+    for (bytes, want) in &cases {
+        let out = raw(b.port, bytes);
+        let status = out.split(' ').nth(1).unwrap_or("");
+        assert_eq!(
+            status,
+            *want,
+            "{:?} -> {out:?}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    // Pipelined garbage after a good request: the good one is answered first.
+    let out = raw(b.port, b"GET /health HTTP/1.1\r\n\r\nGARBAGE\r\n\r\n");
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.contains("HTTP/1.1 400"),
+        "{out}"
+    );
+    // Percent-encoded bounds are fine.
+    let ok = request(
+        b.port,
+        "GET",
+        "/payments-summary?from=2025-07-15T12%3A34%3A56.000Z&to=2025-07-15T12:35:56Z",
+        &[],
+        "",
+    );
+    assert_eq!(ok.status, 200);
+    assert_eq!(pay(b.port, &uuid(5), "1.00"), 202, "still serving");
+}
+
+/// Purge clears the ledger; a purge token, when set, is required.
+#[test]
+fn purge_clears_and_can_be_tokenised() {
+    let (d, f) = (processor("0.05"), processor("0.15"));
+    let b = rinha(&d, &f, &["--workers", "2", "--purge-token", "s3cret"]);
+    assert_eq!(pay(b.port, &uuid(1), "5.00"), 202);
+    wait_drained(&b, LONG);
+    assert_eq!(
+        request(b.port, "POST", "/purge-payments", &[], "").status,
+        401
+    );
+    assert_eq!(
+        request(
+            b.port,
+            "POST",
+            "/purge-payments",
+            &[("X-Purge-Token", "s3cret")],
+            ""
+        )
+        .status,
+        200
+    );
+    let s = request(b.port, "GET", "/payments-summary", &[], "");
+    assert_eq!(totals(&s.body, &["default"]), (0, 0));
+}
