@@ -11,7 +11,7 @@ use common::*;
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn assert_consistent(backend: &Proc, d: &Proc, f: &Proc, from: i64, to: i64) -> [(u64, u64); 2] {
+fn assert_consistent(backend: &Proc, d: &Proc, f: &Proc, from: i64, to: i64) -> PerProcessor {
     let (ours, theirs) = compare(backend, d, f, from, to);
     assert_eq!(
         ours,

@@ -256,6 +256,9 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// `(requests, cents)` of default and fallback.
+pub type PerProcessor = [(u64, u64); 2];
+
 /// Backend vs processors over `[from, to]` (ms): both summaries, per processor.
 pub fn compare(
     backend: &Proc,
@@ -263,7 +266,7 @@ pub fn compare(
     fallback: &Proc,
     from: i64,
     to: i64,
-) -> ([(u64, u64); 2], [(u64, u64); 2]) {
+) -> (PerProcessor, PerProcessor) {
     let q = format!("?from={}&to={}", iso(from), iso(to));
     let b = request(
         backend.port,
