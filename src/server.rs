@@ -137,6 +137,8 @@ pub struct Server {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     open: usize,
+    /// Connections whose summary is parked (see `Pending`).
+    parked: Vec<usize>,
     limits: Limits,
     max_conns: usize,
     idle_timeout_ms: u64,
@@ -184,6 +186,7 @@ impl Server {
             conns: Vec::new(),
             free: Vec::new(),
             open: 0,
+            parked: Vec::new(),
             limits: Limits {
                 max_header: cfg.max_header,
                 max_body: cfg.max_body,
@@ -206,7 +209,7 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         let mut last_sweep = mono_ms();
         loop {
-            let any_pending = self.conns.iter().flatten().any(|c| c.pending.is_some());
+            let any_pending = !self.parked.is_empty();
             let timeout = Duration::from_millis(if any_pending { 1 } else { 500 });
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -324,6 +327,9 @@ impl Server {
             }
         }
         handle_requests(conn, &self.limits, &self.app);
+        if conn.pending.is_some() && !self.parked.contains(&idx) {
+            self.parked.push(idx);
+        }
         if eof && conn.pending.is_none() && conn.wpos == conn.wbuf.len() {
             self.close(idx);
             return;
@@ -383,8 +389,8 @@ impl Server {
 
     fn answer_pending(&mut self) {
         let now = Instant::now();
-        for idx in 0..self.conns.len() {
-            let Some(conn) = self.conns[idx].as_mut() else {
+        for idx in std::mem::take(&mut self.parked) {
+            let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
             let Some(p) = conn.pending.as_ref() else {
@@ -393,6 +399,7 @@ impl Server {
             let ready = now >= p.deadline
                 || (self.app.inflight.settled_until(Some(p.settle_to)) && (p.barrier)());
             if !ready {
+                self.parked.push(idx);
                 continue;
             }
             if now >= p.deadline {
@@ -405,6 +412,9 @@ impl Server {
             http::write_json(&mut conn.wbuf, 200, &body);
             // Requests pipelined behind the summary were held back: answer them now.
             handle_requests(conn, &self.limits, &self.app);
+            if conn.pending.is_some() {
+                self.parked.push(idx);
+            }
             self.flush(idx);
         }
     }
