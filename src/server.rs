@@ -433,23 +433,52 @@ impl Server {
 
 /// Parses and answers every complete request in `conn.rbuf`, in order.
 fn handle_requests(conn: &mut Conn, limits: &Limits, app: &App) {
+    let c = &mut *conn;
+    let start = drive(
+        &c.rbuf,
+        limits,
+        app,
+        &mut c.wbuf,
+        &mut c.pending,
+        &mut c.closing,
+    );
+    conn.rbuf.copy_within(start.., 0);
+    conn.rbuf.truncate(conn.rbuf.len() - start);
+}
+
+/// Answers complete requests from the front of `input` into `out` until one parks,
+/// asks to close, or is incomplete; returns the bytes consumed.
+fn drive(
+    input: &[u8],
+    limits: &Limits,
+    app: &App,
+    out: &mut Vec<u8>,
+    pending: &mut Option<Pending>,
+    closing: &mut bool,
+) -> usize {
     let mut start = 0;
-    while !conn.closing && conn.pending.is_none() {
-        match http::parse_request(&conn.rbuf[start..], limits) {
+    while !*closing && pending.is_none() {
+        match http::parse_request(&input[start..], limits) {
             Ok(Parsed::Complete(req, n)) => {
                 start += n;
-                conn.closing = req.close;
-                handle(req, app, &mut conn.wbuf, &mut conn.pending);
+                *closing = req.close;
+                handle(req, app, out, pending);
             }
             Ok(Parsed::Partial) => break,
             Err(e) => {
-                conn.wbuf.extend_from_slice(&e.response());
-                conn.closing = true;
+                out.extend_from_slice(&e.response());
+                *closing = true;
             }
         }
     }
-    conn.rbuf.copy_within(start.., 0);
-    conn.rbuf.truncate(conn.rbuf.len() - start);
+    start
+}
+
+/// The request path without a socket (for benchmarks and fuzzing): answers what
+/// `input` holds into `out` and returns the bytes consumed. A summary that would
+/// park is left unanswered.
+pub fn answer(app: &App, limits: &Limits, input: &[u8], out: &mut Vec<u8>) -> usize {
+    drive(input, limits, app, out, &mut None, &mut false)
 }
 
 /// Answers one request into `out`, or parks it in `pending`.
