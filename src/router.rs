@@ -203,7 +203,11 @@ mod tests {
             "waited max_defer"
         );
         r.observe(F, Observation::Failed);
-        assert_eq!(r.decide(2_000, None, 10_003), Decision::Send(F), "fallback probe");
+        assert_eq!(
+            r.decide(2_000, None, 10_003),
+            Decision::Send(F),
+            "fallback probe"
+        );
         assert!(
             matches!(r.decide(2_000, None, 10_004), Decision::Wait(_)),
             "both failing"
