@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
@@ -50,6 +51,8 @@ def parse_args(argv):
     p.add_argument("--out", help="results directory (default bench/results/<timestamp>-<scenario>)")
     p.add_argument("--no-cgroups", action="store_true", help="no CPU/memory limits nor cgroup accounting")
     p.add_argument("--strict", action="store_true", help="exit non-zero on any inconsistency, lag != 0 or double payment (smoke.json sets it)")
+    p.add_argument("--check-ids", action="store_true",
+                   help="k6 logs every correlationId; afterwards each is asked of both processors (on with --strict)")
     p.add_argument("--record", action="store_true", help="append a row to bench/RESULTS.md and keep the SVG in bench/timelines/")
     p.add_argument("--compose", default=os.path.join(REPO, "docker-compose.yml"))
     p.add_argument("--nginx-conf", default=os.path.join(REPO, "nginx.conf"))
@@ -114,6 +117,7 @@ class Run:
         self.limits = {}
         self.health = {}
         self.sampler = None
+        self.check_ids = args.check_ids or args.strict or cfg.get("strict", False)
 
     def log(self, name):
         return os.path.join(self.out, "logs", f"{name}.log")
@@ -132,7 +136,7 @@ class Run:
         if not os.access(self.args.processor_bin, os.X_OK):
             raise RuntimeError(f"{self.args.processor_bin} missing: cargo build --release --bin processor")
         for name, port in (("default", self.pp_default), ("fallback", self.pp_fallback)):
-            argv = [self.args.processor_bin, "--port", str(port), "--fee", str(self.cfg["fees"][name]),
+            argv = [self.args.processor_bin, "--listen", f"127.0.0.1:{port}", "--fee", str(self.cfg["fees"][name]),
                     "--token", TOKEN, "--rate-limit-seconds", "5"]
             p = self.sup.start(f"processor-{name}", argv, self.log(f"processor-{name}"), group=self.group(f"processor-{name}"))
             procs.wait_tcp(port, p)
@@ -189,7 +193,7 @@ class Run:
                 "-e", f"BACKEND_URL=http://127.0.0.1:{self.lb}",
                 "-e", f"PP_DEFAULT_URL=http://127.0.0.1:{self.pp_default}",
                 "-e", f"PP_FALLBACK_URL=http://127.0.0.1:{self.pp_fallback}",
-                "-e", f"TOKEN={TOKEN}", script]
+                "-e", f"TOKEN={TOKEN}", "-e", f"LOG_IDS={'1' if self.check_ids else '0'}", script]
         self.k6_started = time.time()
         p = self.sup.start("k6", argv, os.path.join(self.out, "k6-log.jsonl"), env=env, cwd=self.out,
                            group=self.group("k6"), stdout_path=os.path.join(self.out, "k6-stdout.txt"))
@@ -262,7 +266,8 @@ class Run:
         self.sampler.stop()
         meta["verify"] = verify.run(f"http://127.0.0.1:{self.lb}",
                                     {"default": f"http://127.0.0.1:{self.pp_default}", "fallback": f"http://127.0.0.1:{self.pp_fallback}"},
-                                    TOKEN, self.k6_started, time.time(), self.args.slice)
+                                    TOKEN, self.k6_started, time.time(), self.args.slice,
+                                    verify.read_ids(os.path.join(self.out, "k6-log.jsonl")) if self.check_ids else None)
         services = self.service_stats()
         with open(os.path.join(self.out, "services.json"), "w") as f:
             json.dump(services, f, indent=2)
@@ -318,6 +323,8 @@ def figures(out, meta):
         "windows_mismatched": v.get("windows_mismatched"),
         "windows_checked": v.get("windows_checked"),
         "double_payments": v.get("double_payments"),
+        "ids_lost": (v.get("ids") or {}).get("lost"),
+        "ids_stored_after_k6_failure": (v.get("ids") or {}).get("stored_after_k6_failure"),
         "cpu_seconds": {n: round(services[n].get("cpu_seconds", 0), 2) for n in services},
         "stack_cpu_seconds": round(sum(services[n].get("cpu_seconds", 0) for n in stack_names), 2),
         "stack_peak_mem_mb": round(sum(services[n].get("peak_memory_bytes", 0) for n in stack_names) / 2**20, 1),
@@ -338,18 +345,22 @@ def failures(fig, meta):
         bad.append(f"{fig['windows_mismatched']} of {fig['windows_checked']} windows differ from the processors")
     if fig["double_payments"]:
         bad.append(f"{fig['double_payments']} correlationIds paid on both processors")
+    if fig["ids_lost"]:
+        bad.append(f"{fig['ids_lost']} payments answered 2xx to k6 but stored on no processor")
     if meta.get("died"):
         bad.append("died during the run: " + ", ".join(meta["died"]))
     return bad
 
 
 def print_figures(fig, meta, out):
+    drain = "n/a" if meta.get("drain_seconds") is None else f"{meta['drain_seconds']:.1f} s"
     print(f"\n== {meta['scenario']} @ {meta['commit']} -> {out}")
     print(f"p99 {fig['p99']}  total_liquido {fig['total_liquido']:,.2f}  default/fallback {fig['default']}/{fig['fallback']}  "
           f"inconsistencies {fig['inconsistencies']}  lag {fig['lag']}")
     print(f"payments ok/failed {fig['requested_ok']}/{fig['requested_failed']}  stored after drain {fig['stored_after_drain']}  "
-          f"(drain {meta.get('drain_seconds')} s)  exact windows {fig['windows_checked'] - (fig['windows_mismatched'] or 0)}/{fig['windows_checked']} equal  "
-          f"double payments {fig['double_payments'] if fig['double_payments'] is not None else 'not checked'}")
+          f"(drain {drain})  exact windows {fig['windows_checked'] - (fig['windows_mismatched'] or 0)}/{fig['windows_checked']} equal  "
+          f"double payments {fig['double_payments'] if fig['double_payments'] is not None else 'not checked'}"
+          + (f", lost {fig['ids_lost']}, stored after a k6 failure {fig['ids_stored_after_k6_failure']}" if fig['ids_lost'] is not None else ""))
     print(f"CPU-s {fig['cpu_seconds']}  stack {fig['stack_cpu_seconds']} CPU-s, peak {fig['stack_peak_mem_mb']} MB, throttled {fig['stack_throttled_s']} s")
     print(f"timeline: {os.path.join(out, 'timeline.svg')}")
 
@@ -384,6 +395,9 @@ def main(argv=None):
         return 130
     except RuntimeError as e:
         print(f"run.py: {e}", file=sys.stderr)
+        return 2
+    except Exception:  # noqa: BLE001 — any failure still stops everything below
+        traceback.print_exc()
         return 2
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -39,7 +39,10 @@ class Supervisor:
     def start(self, name, argv, log_path, env=None, cwd=None, group=None, nofile=None, stdout_path=None):
         def preexec():
             if nofile:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+                # Like compose's ulimits, but within the hard limit this runner may not raise.
+                _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                n = nofile if hard == resource.RLIM_INFINITY else min(nofile, hard)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
             if group is not None:
                 group.join(os.getpid())
 

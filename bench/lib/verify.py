@@ -1,7 +1,7 @@
 """The exact check after a run, beyond k6's: the backend's /payments-summary against
 the processors' own admin summaries over every slice of the run and over the whole
-run (counts and amounts, per processor, exact decimals), and — when the processor
-emulator can list what it stored — that no correlationId was paid on both."""
+run (counts and amounts, per processor, exact decimals), and — when k6 logged the
+ids it sent — each payment asked of both processors: none paid twice, none lost."""
 import datetime
 from decimal import Decimal
 
@@ -46,26 +46,12 @@ def compare_windows(backend, processors, t_from, t_to, slice_s=5.0):
     return windows, mismatches
 
 
-def listing(client):
-    """Every correlationId the emulator stored, if it offers a listing (GET /admin/payments); else None."""
-    try:
-        status, body = client.get("/admin/payments")
-    except Exception:
-        return None
-    if status != 200:
-        return None
-    items = body.get("payments") if isinstance(body, dict) else body
-    if not isinstance(items, list):
-        return None
-    return {str(p.get("correlationId")) if isinstance(p, dict) else str(p) for p in items}
-
-
-def run(backend_url, processor_urls, token, t_from, t_to, slice_s=5.0):
+def run(backend_url, processor_urls, token, t_from, t_to, slice_s=5.0, ids=None):
+    """The window comparison, plus the per-payment check when k6 logged its ids."""
     backend = Client(backend_url, timeout=10.0)
     processors = {n: Client(u, timeout=10.0, headers={"X-Rinha-Token": token}) for n, u in processor_urls.items()}
     try:
         windows, mismatches = compare_windows(backend, processors, t_from, t_to, slice_s)
-        ids = {n: listing(c) for n, c in processors.items()}
     finally:
         backend.close()
         for c in processors.values():
@@ -78,11 +64,67 @@ def run(backend_url, processor_urls, token, t_from, t_to, slice_s=5.0):
         "backend": {n: whole[n]["backend"][0] for n in processor_urls},
         "mismatches": mismatches,
     }
-    if all(v is not None for v in ids.values()):
-        both = set.intersection(*ids.values()) if ids else set()
-        out["double_payments"] = len(both)
-        out["double_payment_ids"] = sorted(both)[:20]
+    if ids:
+        out["ids"] = check_ids(ids, processor_urls)
+        out["double_payments"] = out["ids"]["double_payments"]
     else:
         out["double_payments"] = None
-        out["double_payments_note"] = "the processor emulator has no listing endpoint (GET /admin/payments); not checked"
+        out["double_payments_note"] = ("not checked: k6 logged no ids (run with --check-ids); the emulator "
+                                       "has no listing endpoint, so each id is asked with GET /payments/{id}")
     return out
+
+
+def read_ids(log_path):
+    """correlationId -> k6's HTTP status for it, from the RINHA_ID lines of k6-log.jsonl (LOG_IDS=1)."""
+    import json
+    ids = {}
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            if "RINHA_ID " not in line:
+                continue
+            try:
+                _, cid, status = json.loads(line)["msg"].split(" ")
+                ids[cid] = int(status)
+            except (ValueError, KeyError):
+                continue
+    return ids
+
+
+def check_ids(ids, processor_urls, threads=4):
+    """Asks every processor GET /payments/{id} for each payment k6 sent. Returns counts:
+    paid on both (double), accepted by k6 but stored nowhere (lost), failed/timed out in k6
+    but stored (stored_after_k6_failure), and an example of each."""
+    import threading
+    items = sorted(ids.items())
+    found = {}
+    lock = threading.Lock()
+    errors = []
+
+    def work(chunk):
+        clients = {n: Client(u, timeout=10.0) for n, u in processor_urls.items()}
+        local = {}
+        try:
+            for cid, _ in chunk:
+                local[cid] = [n for n, c in clients.items() if c.get(f"/payments/{cid}")[0] == 200]
+        except Exception as e:  # noqa: BLE001 — reported, the check is then incomplete
+            errors.append(str(e))
+        finally:
+            for c in clients.values():
+                c.close()
+        with lock:
+            found.update(local)
+
+    workers = [threading.Thread(target=work, args=(items[i::threads],)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    ok = {200, 201, 202, 204}
+    double = [c for c, where in found.items() if len(where) > 1]
+    lost = [c for c, where in found.items() if not where and ids[c] in ok]
+    extra = [c for c, where in found.items() if where and ids[c] not in ok]
+    return {
+        "ids_sent": len(ids), "ids_checked": len(found), "errors": errors[:5],
+        "double_payments": len(double), "lost": len(lost), "stored_after_k6_failure": len(extra),
+        "examples": {"double": double[:5], "lost": lost[:5], "stored_after_k6_failure": extra[:5]},
+    }

@@ -56,12 +56,18 @@ export async function setup() {
   await resetBackendDatabase();
 }
 
+const LOG_IDS = __ENV.LOG_IDS === "1";
+
 /** One payment of the scenario's amount with a fresh UUID, then a 1 s sleep. */
 export function makePayments(amount) {
   const paymentRequestFixedAmount = dec(amount);
   return async function payments() {
     const payload = { correlationId: uuidv4(), amount: decToNumber(paymentRequestFixedAmount) };
     const response = await requestBackendPayment(payload);
+    if (LOG_IDS) {
+      // Not in the original: lets bench/run.py ask both processors about every payment.
+      console.info(`RINHA_ID ${payload.correlationId} ${response.status}`);
+    }
     if ([200, 201, 202, 204].includes(response.status)) {
       counters.transactionsSuccess.add(1);
       counters.transactionsFailure.add(0);
