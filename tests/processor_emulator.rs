@@ -394,3 +394,37 @@ fn many_payments_sleep_in_the_delay_at_once() {
         r.body
     );
 }
+
+#[test]
+fn a_queued_request_whose_client_left_frees_its_place() {
+    // A long window keeps every step below inside the first one.
+    let server = Server::start(&["--rate-limit-seconds", "30"]);
+    let health = "/payments/service-health";
+    assert_eq!(server.connect().call("GET", health, &[], "").status, 200);
+    let mut leaver = server.connect();
+    leaver.send("GET", health, &[], "");
+    thread::sleep(Duration::from_millis(300));
+    drop(leaver);
+    thread::sleep(Duration::from_secs(1));
+    let mut queued: Vec<Client> = (0..2).map(|_| server.connect()).collect();
+    for c in &mut queued {
+        c.send("GET", health, &[], "");
+    }
+    thread::sleep(Duration::from_millis(300));
+    let r = server.connect().call("GET", health, &[], "");
+    assert_eq!(r.status, 429, "the two live waiters fill the queue");
+    for c in &mut queued {
+        c.stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout");
+        let mut byte = [0u8; 1];
+        let err = c
+            .reader
+            .read(&mut byte)
+            .expect_err("still queued, no answer yet");
+        assert!(matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ));
+    }
+}

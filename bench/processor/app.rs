@@ -10,7 +10,7 @@ use crate::decimal::{self, Decimal};
 use crate::guid;
 use crate::http::{Request, Response};
 use crate::json::{self, Fields};
-use crate::limiter::{lock, ConcurrencyLimiter, FixedWindowLimiter};
+use crate::limiter::{lock, ConcurrencyLimiter, FixedWindowLimiter, Lease};
 use crate::store::{Payment, Store};
 use crate::time;
 
@@ -74,7 +74,14 @@ impl App {
         self.health.tick(now);
     }
 
+    #[cfg(test)]
     pub fn handle(&self, req: &Request) -> Response {
+        self.serve(req, &|| false)
+    }
+
+    /// Answers one request; `aborted` tells whether the client has gone (a
+    /// queued request then leaves its limiter queue unanswered).
+    pub fn serve(&self, req: &Request, aborted: &dyn Fn() -> bool) -> Response {
         let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
         let segments: Vec<String> = split_path(path);
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -83,8 +90,8 @@ impl App {
         let method = req.method.as_str();
         let result = match (lower.as_slice(), method) {
             ([], "GET") => Ok(index()),
-            (["payments"], "POST") => self.pay(req),
-            (["payments", "service-health"], "GET") => self.service_health(),
+            (["payments"], "POST") => self.pay(req, aborted),
+            (["payments", "service-health"], "GET") => self.service_health(aborted),
             (["payments", _], "GET") => self.payment(segs[1]),
             (["admin", "payments-summary"], "GET") => self.summary(req, query),
             (["admin", "configurations", "token"], "PUT") => self.set_token(req),
@@ -106,10 +113,18 @@ impl App {
         r
     }
 
-    fn pay(&self, req: &Request) -> Handled {
-        let Some(_permit) = self.payments.acquire() else {
-            return Err(self.too_many_requests());
-        };
+    fn refused(&self, lease: Lease) -> Response {
+        match lease {
+            Lease::Aborted => Response::abort(),
+            _ => self.too_many_requests(),
+        }
+    }
+
+    fn pay(&self, req: &Request, aborted: &dyn Fn() -> bool) -> Handled {
+        let _permit = self
+            .payments
+            .acquire(aborted)
+            .map_err(|lease| self.refused(lease))?;
         let fields = bind_json(req)?;
         let id = fields.guid("correlationId").map_err(|_| bad_request())?;
         let amount_cents = fields.cents("amount").map_err(|_| bad_request())?;
@@ -134,9 +149,10 @@ impl App {
         }
     }
 
-    fn service_health(&self) -> Handled {
-        if !self.health.acquire() {
-            return Err(self.too_many_requests());
+    fn service_health(&self, aborted: &dyn Fn() -> bool) -> Handled {
+        match self.health.acquire(aborted) {
+            Lease::Granted => {}
+            refused => return Err(self.refused(refused)),
         }
         let failing = self.switches.failing.load(Ordering::SeqCst);
         let delay = self.switches.delay_ms.load(Ordering::SeqCst);

@@ -477,7 +477,7 @@ fn service_health_and_its_rate_limit() {
 fn payments_concurrency_limit_answers_429_when_full() {
     let app = app();
     let permits: Vec<_> = (0..PAYMENT_PERMITS)
-        .map(|_| app.payments.acquire().unwrap())
+        .map(|_| app.payments.acquire(&|| false).ok().unwrap())
         .collect();
     let b = payment_body(ID, "1", "2025-07-15T12:00:00Z");
     thread::scope(|s| {

@@ -4,6 +4,7 @@
 //! `Content-Length: 0`, `Date` and `Server: Kestrel` headers.
 
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::time::SystemTime;
 
 use crate::time;
@@ -80,6 +81,11 @@ impl Response {
             headers: Vec::new(),
             body: body.into_bytes(),
         }
+    }
+
+    /// No answer: the client is gone, the connection is closed.
+    pub fn abort() -> Response {
+        Response::empty(0)
     }
 
     pub fn with_header(mut self, name: &'static str, value: String) -> Response {
@@ -293,6 +299,30 @@ fn skip_trailers(buf: &[u8], mut pos: usize) -> Result<Option<usize>, Reject> {
     }
 }
 
+/// A stream that can tell, without blocking or consuming input, whether the
+/// peer has closed or reset the connection.
+pub trait Probe {
+    fn peer_gone(&self) -> bool;
+}
+
+impl Probe for TcpStream {
+    fn peer_gone(&self) -> bool {
+        let mut byte = [0u8; 1];
+        if self.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let gone = match self.peek(&mut byte) {
+            Ok(n) => n == 0,
+            Err(e) => !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ),
+        };
+        // Failing to restore blocking mode would break the connection: drop it.
+        self.set_nonblocking(false).is_err() || gone
+    }
+}
+
 /// One connection: a read buffer holding bytes not yet consumed by a request.
 pub struct Conn<S> {
     stream: S,
@@ -306,7 +336,7 @@ enum Next {
     Reject(Reject),
 }
 
-impl<S: Read + Write> Conn<S> {
+impl<S: Read + Write + Probe> Conn<S> {
     pub fn new(stream: S) -> Self {
         Conn {
             stream,
@@ -361,13 +391,18 @@ impl<S: Read + Write> Conn<S> {
     }
 
     /// Serves requests until the peer closes, asks to close, or errs.
-    pub fn serve(mut self, handle: impl Fn(&Request) -> Response) {
+    /// `handle` gets the request and a probe telling whether the client left.
+    pub fn serve(mut self, handle: impl Fn(&Request, &dyn Fn() -> bool) -> Response) {
         let mut out = Vec::with_capacity(1024);
         loop {
             out.clear();
             let keep_alive = match self.next_request() {
                 Ok(Next::Request(request)) => {
-                    let response = handle(&request);
+                    let stream = &self.stream;
+                    let response = handle(&request, &|| stream.peer_gone());
+                    if response.status == 0 {
+                        return;
+                    }
                     let keep =
                         request.keep_alive() && (!request.http10 || response.body.is_empty());
                     encode(&mut out, &response, request.http10, !keep);
@@ -414,6 +449,12 @@ mod tests {
         }
     }
 
+    impl Probe for &mut Script {
+        fn peer_gone(&self) -> bool {
+            false
+        }
+    }
+
     impl Write for Script {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             self.output.extend_from_slice(buf);
@@ -433,7 +474,7 @@ mod tests {
             step,
             output: Vec::new(),
         };
-        Conn::new(&mut script).serve(|r| {
+        Conn::new(&mut script).serve(|r, _| {
             let text = format!(
                 "{} {} {}",
                 r.method,

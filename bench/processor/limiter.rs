@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 /// How often .NET's partitioned limiter calls `TryReplenish`.
 pub const REPLENISH_TICK: Duration = Duration::from_millis(100);
+/// How often a queued request checks whether its client went away.
+const ABORT_POLL: Duration = Duration::from_millis(50);
 
 /// Locks, recovering the data if a holder panicked (no poison cascades).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -29,11 +31,25 @@ impl Waiter {
         self.wake.notify_one();
     }
 
-    fn wait(&self) {
+    /// Waits for the grant, asking `aborted` every [`ABORT_POLL`]; `false` once
+    /// it says the client is gone (the caller then leaves the queue).
+    fn wait(&self, aborted: &dyn Fn() -> bool) -> bool {
         let mut granted = lock(&self.granted);
         while !*granted {
-            granted = self.wake.wait(granted).unwrap_or_else(|e| e.into_inner());
+            let (guard, timeout) = self
+                .wake
+                .wait_timeout(granted, ABORT_POLL)
+                .unwrap_or_else(|e| e.into_inner());
+            granted = guard;
+            if !*granted && timeout.timed_out() {
+                drop(granted);
+                if aborted() {
+                    return false;
+                }
+                granted = lock(&self.granted);
+            }
         }
+        true
     }
 }
 
@@ -76,15 +92,35 @@ impl Permits {
     }
 }
 
-/// Blocks on a queued admission; `false` when rejected.
-fn settle(admission: Admission) -> bool {
-    match admission {
-        Admission::Now => true,
-        Admission::Queued(waiter) => {
-            waiter.wait();
-            true
+/// The outcome of asking a limiter for a permit.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lease {
+    Granted,
+    /// Beyond the queue: the original answers 429.
+    Rejected,
+    /// The client disconnected while queued (ASP.NET's `RequestAborted`): the
+    /// request left the queue and is not processed.
+    Aborted,
+}
+
+/// Blocks on a queued admission. A waiter whose client goes away leaves the
+/// queue, unless a permit reached it first (then it proceeds).
+fn settle(permits: &Mutex<Permits>, admission: Admission, aborted: &dyn Fn() -> bool) -> Lease {
+    let waiter = match admission {
+        Admission::Now => return Lease::Granted,
+        Admission::Rejected => return Lease::Rejected,
+        Admission::Queued(waiter) => waiter,
+    };
+    if waiter.wait(aborted) {
+        return Lease::Granted;
+    }
+    let mut permits = lock(permits);
+    match permits.queue.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
+        Some(at) => {
+            permits.queue.remove(at);
+            Lease::Aborted
         }
-        Admission::Rejected => false,
+        None => Lease::Granted,
     }
 }
 
@@ -109,10 +145,13 @@ impl ConcurrencyLimiter {
         }
     }
 
-    /// Waits in the FIFO if needed; `None` means 429.
-    pub fn acquire(&self) -> Option<Permit<'_>> {
+    /// Waits in the FIFO if needed; the permit comes back on drop.
+    pub fn acquire(&self, aborted: &dyn Fn() -> bool) -> Result<Permit<'_>, Lease> {
         let admission = lock(&self.permits).admit(self.queue_limit);
-        settle(admission).then(|| Permit(self))
+        match settle(&self.permits, admission, aborted) {
+            Lease::Granted => Ok(Permit(self)),
+            refused => Err(refused),
+        }
     }
 
     /// (in flight, queued), for tests and diagnostics.
@@ -133,15 +172,12 @@ impl Drop for Permit<'_> {
 
 /// `FixedWindowRateLimiter` without auto-replenishment, driven by [`tick`](Self::tick).
 pub struct FixedWindowLimiter {
-    state: Mutex<Window>,
+    permits: Mutex<Permits>,
+    /// Start of the current window; locked before `permits` when both are.
+    last_replenish: Mutex<Instant>,
     permit_limit: usize,
     queue_limit: usize,
     window: Duration,
-}
-
-struct Window {
-    permits: Permits,
-    last_replenish: Instant,
 }
 
 impl FixedWindowLimiter {
@@ -150,12 +186,9 @@ impl FixedWindowLimiter {
             available: permit_limit,
             queue: VecDeque::new(),
         };
-        let state = Mutex::new(Window {
-            permits,
-            last_replenish: now,
-        });
         FixedWindowLimiter {
-            state,
+            permits: Mutex::new(permits),
+            last_replenish: Mutex::new(now),
             permit_limit,
             queue_limit,
             window,
@@ -163,38 +196,44 @@ impl FixedWindowLimiter {
     }
 
     /// Takes a permit, waiting in the FIFO for a later window if the queue has
-    /// room; `false` means 429.
-    pub fn acquire(&self) -> bool {
-        let admission = lock(&self.state).permits.admit(self.queue_limit);
-        settle(admission)
+    /// room.
+    pub fn acquire(&self, aborted: &dyn Fn() -> bool) -> Lease {
+        let admission = lock(&self.permits).admit(self.queue_limit);
+        settle(&self.permits, admission, aborted)
     }
 
     /// .NET `ReplenishInternal`: once a window has passed since the last
     /// replenishment, start a new window at `now`, refill, serve the queue.
     pub fn tick(&self, now: Instant) {
-        let mut state = lock(&self.state);
-        if now.saturating_duration_since(state.last_replenish) < self.window {
+        let mut last = lock(&self.last_replenish);
+        if now.saturating_duration_since(*last) < self.window {
             return;
         }
-        state.last_replenish = now;
-        if state.permits.available >= self.permit_limit {
+        *last = now;
+        let mut permits = lock(&self.permits);
+        if permits.available >= self.permit_limit {
             return;
         }
-        state.permits.available = self.permit_limit;
-        state.permits.hand_out();
+        permits.available = self.permit_limit;
+        permits.hand_out();
     }
 
     #[cfg(test)]
     pub fn queued(&self) -> usize {
-        lock(&self.state).permits.queue.len()
+        lock(&self.permits).queue.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc;
     use std::thread;
+
+    fn never() -> bool {
+        false
+    }
 
     /// Polls `cond` for up to 10 s (generous: only the final state matters).
     fn eventually(cond: impl Fn() -> bool) -> bool {
@@ -211,14 +250,14 @@ mod tests {
     #[test]
     fn concurrency_limit_queue_and_reject() {
         let limiter = Arc::new(ConcurrencyLimiter::new(2, 2));
-        let a = limiter.acquire().unwrap();
-        let b = limiter.acquire().unwrap();
+        let a = limiter.acquire(&never).unwrap();
+        let b = limiter.acquire(&never).unwrap();
         let (tx, rx) = mpsc::channel();
         let mut handles = Vec::new();
         for i in 0..2 {
             let (mine, tx) = (Arc::clone(&limiter), tx.clone());
             handles.push(thread::spawn(move || {
-                let _permit = mine.acquire();
+                let _permit = mine.acquire(&never);
                 tx.send(i).unwrap();
             }));
             assert!(
@@ -226,7 +265,11 @@ mod tests {
                 "waiter {i} queued in order"
             );
         }
-        assert!(limiter.acquire().is_none(), "queue full → rejected");
+        assert_eq!(
+            limiter.acquire(&never).err(),
+            Some(Lease::Rejected),
+            "queue full"
+        );
         assert!(rx.try_recv().is_err());
         drop(a);
         assert_eq!(
@@ -245,14 +288,37 @@ mod tests {
     #[test]
     fn queued_requests_keep_fifo_over_newcomers() {
         let limiter = ConcurrencyLimiter::new(1, 1);
-        let first = limiter.acquire().unwrap();
+        let first = limiter.acquire(&never).unwrap();
         thread::scope(|s| {
-            let waiter = s.spawn(|| limiter.acquire().is_some());
+            let waiter = s.spawn(|| limiter.acquire(&never).is_ok());
             assert!(eventually(|| limiter.load(1).1 == 1));
             drop(first);
             assert!(waiter.join().unwrap());
         });
-        assert!(limiter.acquire().is_some());
+        assert!(limiter.acquire(&never).is_ok());
+    }
+
+    #[test]
+    fn an_aborted_waiter_leaves_the_queue() {
+        let limiter = ConcurrencyLimiter::new(1, 1);
+        let held = limiter.acquire(&never).unwrap();
+        let gone = AtomicBool::new(false);
+        thread::scope(|s| {
+            let waiter = s.spawn(|| limiter.acquire(&|| gone.load(Ordering::SeqCst)).err());
+            assert!(eventually(|| limiter.load(1).1 == 1));
+            gone.store(true, Ordering::SeqCst);
+            assert_eq!(waiter.join().unwrap(), Some(Lease::Aborted));
+        });
+        assert_eq!(limiter.load(1), (1, 0), "queue emptied, permit still held");
+        drop(held);
+        assert!(
+            limiter.acquire(&never).is_ok(),
+            "the permit was not handed to the aborted waiter"
+        );
+        let window = FixedWindowLimiter::new(1, 1, Duration::from_secs(5), Instant::now());
+        assert_eq!(window.acquire(&never), Lease::Granted);
+        assert_eq!(window.acquire(&|| true), Lease::Aborted);
+        assert_eq!(window.queued(), 0);
     }
 
     #[test]
@@ -260,27 +326,36 @@ mod tests {
         let t0 = Instant::now();
         let window = Duration::from_secs(5);
         let limiter = Arc::new(FixedWindowLimiter::new(1, 2, window, t0));
-        assert!(limiter.acquire(), "first call of the window passes");
+        assert_eq!(
+            limiter.acquire(&never),
+            Lease::Granted,
+            "first call of the window"
+        );
         let (tx, rx) = mpsc::channel();
         let mut handles = Vec::new();
         for i in 0..2 {
             let (mine, tx) = (Arc::clone(&limiter), tx.clone());
-            handles.push(thread::spawn(move || tx.send((i, mine.acquire())).unwrap()));
+            handles.push(thread::spawn(move || {
+                tx.send((i, mine.acquire(&never))).unwrap()
+            }));
             assert!(eventually(|| limiter.queued() == i + 1));
         }
-        assert!(
-            !limiter.acquire(),
-            "third waiter beyond the queue → rejected"
-        );
+        assert_eq!(limiter.acquire(&never), Lease::Rejected, "beyond the queue");
         limiter.tick(t0 + window - Duration::from_millis(1));
         assert!(rx.try_recv().is_err(), "no refill before the window ends");
         limiter.tick(t0 + window);
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok((0, true)));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok((0, Lease::Granted))
+        );
         assert!(rx.try_recv().is_err(), "one permit per window");
         limiter.tick(t0 + window * 2 - Duration::from_millis(1));
         assert!(rx.try_recv().is_err(), "new window started at the refill");
         limiter.tick(t0 + window * 2);
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok((1, true)));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok((1, Lease::Granted))
+        );
         for h in handles {
             h.join().unwrap();
         }
@@ -293,11 +368,15 @@ mod tests {
         let limiter = FixedWindowLimiter::new(1, 0, window, t0);
         // Unused windows still move the boundary: ticks at 5 s and 10 s.
         limiter.tick(t0 + window);
-        assert!(limiter.acquire());
-        assert!(!limiter.acquire(), "queue limit 0 → immediate rejection");
+        assert_eq!(limiter.acquire(&never), Lease::Granted);
+        assert_eq!(
+            limiter.acquire(&never),
+            Lease::Rejected,
+            "queue limit 0 → immediate"
+        );
         limiter.tick(t0 + window + Duration::from_millis(4_900));
-        assert!(!limiter.acquire(), "same window");
+        assert_eq!(limiter.acquire(&never), Lease::Rejected, "same window");
         limiter.tick(t0 + window * 2);
-        assert!(limiter.acquire(), "next window");
+        assert_eq!(limiter.acquire(&never), Lease::Granted, "next window");
     }
 }

@@ -99,7 +99,7 @@ fn serve_connection(app: Arc<App>, stream: TcpStream) {
     let spawned = thread::Builder::new()
         .name("conn".into())
         .stack_size(CONN_STACK)
-        .spawn(move || http::Conn::new(stream).serve(|req| app.handle(req)));
+        .spawn(move || http::Conn::new(stream).serve(|req, gone| app.serve(req, gone)));
     if let Err(e) = spawned {
         eprintln!("processor: cannot start a connection thread: {e}");
     }
