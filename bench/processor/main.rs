@@ -56,6 +56,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Cli>, Str
         if flag == "--help" || flag == "-h" {
             return Ok(None);
         }
+        const FLAGS: [&str; 5] = [
+            "--port",
+            "--listen",
+            "--fee",
+            "--token",
+            "--rate-limit-seconds",
+        ];
+        if !FLAGS.contains(&flag.as_str()) {
+            return Err(format!("unknown flag {flag}"));
+        }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--port" => {
@@ -138,7 +148,8 @@ fn run(cli: Cli) -> std::io::Result<()> {
 fn main() -> ExitCode {
     match parse_args(std::env::args().skip(1)) {
         Ok(None) => {
-            println!("{USAGE}");
+            // A closed stdout (`| head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{USAGE}");
             ExitCode::SUCCESS
         }
         Ok(Some(cli)) => match run(cli) {
