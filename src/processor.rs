@@ -300,7 +300,11 @@ impl Client {
     /// `GET /payments/service-health` (rate-limited by the processor: see `health`).
     pub fn health(&mut self) -> Option<Health> {
         self.head("GET", b"/payments/service-health", None);
-        let r = self.exchange().ok().filter(|r| r.status == 200)?;
+        // The processor answers 503 with the same body while it is failing.
+        let r = self
+            .exchange()
+            .ok()
+            .filter(|r| r.status == 200 || r.status == 503)?;
         let failing = json_field(&r.body, b"failing")?;
         let min = json_field(&r.body, b"minResponseTime")?;
         let failing = match failing {
