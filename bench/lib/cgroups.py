@@ -154,7 +154,25 @@ class Cgroups:
         return group
 
     def _make_parents(self):
-        dirs = self._parent_dirs()
+        try:
+            self._make_parents_at(self._parent_dirs())
+        except OSError:
+            if self.version != 2:
+                raise
+            # v2 forbids enabling controllers below a non-root group that holds processes
+            # (this runner's own group): fall back to a group under the root.
+            self._remove_parents()
+            self._make_parents_at({"unified": os.path.join(ROOT, self.tag)})
+
+    def _remove_parents(self):
+        for d in reversed(self.parents):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        self.parents.clear()
+
+    def _make_parents_at(self, dirs):
         for d in dict.fromkeys(dirs.values()):
             os.makedirs(d, exist_ok=True)
             self.parents.append(d)
