@@ -16,6 +16,7 @@ pub mod json;
 pub mod ledger;
 pub mod node;
 pub mod payment;
+pub mod peer;
 pub mod processor;
 pub mod router;
 pub mod server;

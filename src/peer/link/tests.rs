@@ -1,0 +1,99 @@
+use std::os::unix::net::UnixStream;
+use std::thread;
+
+use super::*;
+use crate::peer::test_shared;
+
+fn pair() -> (Stream, Stream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    (Stream::Unix(a), Stream::Unix(b))
+}
+
+/// Runs the dialer side of a handshake against the acceptor side.
+fn both(dialer: Arc<Shared>, acceptor: Arc<Shared>) -> (Result<u32, String>, Result<u32, String>) {
+    let (mut a, mut b) = pair();
+    let t = thread::spawn(move || {
+        handshake(&acceptor, &mut b, &mut FrameReader::new(), false).map(|h| h.instance_id)
+    });
+    let d = handshake(&dialer, &mut a, &mut FrameReader::new(), true).map(|h| h.instance_id);
+    (d, t.join().unwrap())
+}
+
+#[test]
+fn handshake_accepts_same_token() {
+    let (d, a) = both(test_shared(1, "tok"), test_shared(2, "tok"));
+    assert_eq!(d, Ok(2));
+    assert_eq!(a, Ok(1));
+}
+
+#[test]
+fn handshake_refuses_wrong_token_without_logging_it() {
+    let (d, a) = both(test_shared(1, "secret-one"), test_shared(2, "secret-two"));
+    let d = d.unwrap_err();
+    let a = a.unwrap_err();
+    assert!(d.contains("BadToken"), "{d}");
+    assert!(a.contains("wrong peer token"), "{a}");
+    assert!(!a.contains("secret") && !d.contains("secret"));
+}
+
+#[test]
+fn handshake_refuses_same_id() {
+    let (d, a) = both(test_shared(3, "t"), test_shared(3, "t"));
+    assert!(d.unwrap_err().contains("SameId"));
+    assert!(a.is_err());
+}
+
+#[test]
+fn handshake_refuses_bad_version() {
+    let (mut a, mut b) = pair();
+    let acc = test_shared(2, "t");
+    let t = thread::spawn(move || handshake(&acc, &mut b, &mut FrameReader::new(), false).err());
+    // A Hello-shaped frame of protocol version 9.
+    a.write_all(&[0, 0, 0, 2, 9, 1]).unwrap();
+    let f = FrameReader::new().next(&mut a).unwrap();
+    assert_eq!(f, Frame::Refuse(RefuseReason::BadVersion));
+    assert!(t.join().unwrap().unwrap().contains("version 9"));
+}
+
+#[test]
+fn oversized_frame_closes_without_buffering() {
+    let (mut a, mut b) = pair();
+    a.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    match FrameReader::new().next(&mut b) {
+        Err(ReadError::Frame(FrameError::TooLarge(n))) => assert_eq!(n, u32::MAX),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn reader_splits_pipelined_and_fragmented_frames() {
+    let mut bytes = Vec::new();
+    for i in 0..100u64 {
+        codec::encode(&Frame::Purge { epoch: i }, &mut bytes);
+    }
+    // A reader fed one byte at a time.
+    struct Trickle(Vec<u8>, usize);
+    impl Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            match (self.0.get(self.1), out.first_mut()) {
+                (Some(&b), Some(o)) => {
+                    *o = b;
+                    self.1 += 1;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+    let mut t = Trickle(bytes.clone(), 0);
+    let mut rd = FrameReader::new();
+    for i in 0..100u64 {
+        assert_eq!(rd.next(&mut t).unwrap(), Frame::Purge { epoch: i });
+    }
+    assert!(matches!(rd.next(&mut t), Err(ReadError::Eof)));
+    let mut whole = io::Cursor::new(bytes);
+    let mut rd = FrameReader::new();
+    for i in 0..100u64 {
+        assert_eq!(rd.next(&mut whole).unwrap(), Frame::Purge { epoch: i });
+    }
+}

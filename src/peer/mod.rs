@@ -1,0 +1,357 @@
+//! The peer link: replicates every own ledger record to the other instances, and
+//! carries purges, health readings, summary barriers and forwarded payments.
+//!
+//! Layout: `codec` (pure frame codec), `net` (TCP/unix sockets), `link` (handshake,
+//! reader and writer threads of one connection, connector/acceptor loops), `barrier`
+//! (the summary wait). The wire protocol is specified in docs/PROTOCOL.md.
+
+mod barrier;
+pub mod codec;
+mod link;
+mod net;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+pub use barrier::BarrierWait;
+use barrier::{Entry, EntryState};
+use codec::{Forwarded, Frame};
+use link::Conn;
+
+use crate::config::{Addr, Config};
+use crate::inflight::InFlight;
+use crate::ledger::Ledger;
+use crate::payment::{CorrelationId, Payment, Processor};
+
+/// What the peer link asks of the rest of the server.
+pub trait PeerEvents: Send + Sync + 'static {
+    /// A peer shared a processor health reading (the router consumes it).
+    fn on_health(&self, p: Processor, failing: bool, min_response_ms: u32);
+    /// Pay this payment here: a peer forwarded it to its owner, or a forward could not
+    /// be delivered or queued and came back. False if our queue is full.
+    fn on_forwarded(&self, p: Payment) -> bool;
+    /// A peer purged: clear local state other than the ledger (already purged).
+    fn on_purge(&self);
+}
+
+/// What this instance holds of one peer's own log, kept across reconnections.
+#[derive(Clone, Copy, Debug, Default)]
+struct RecvState {
+    incarnation: u64,
+    /// The peer's log epoch we track and how many of its records we hold in order.
+    log_epoch: u64,
+    have: u64,
+    /// Records of an older epoch are from before a purge: dropped.
+    min_epoch: u64,
+    /// We purged and the peer has not acknowledged it yet: its records are dropped,
+    /// and the purge is sent again on reconnect.
+    blocked: bool,
+    /// The last purge of this peer we applied (incarnation, epoch): purges are idempotent.
+    purged_by: Option<(u64, u64)>,
+}
+
+/// The live links, by peer id, and the sorted ids of self + linked peers.
+struct Links {
+    by_peer: HashMap<u32, Arc<Conn>>,
+    members: Vec<u32>,
+}
+
+pub(crate) struct Shared {
+    id: u32,
+    incarnation: u64,
+    token: Vec<u8>,
+    ledger: Arc<Ledger>,
+    inflight: Arc<InFlight>,
+    events: Arc<dyn PeerEvents>,
+    stop: AtomicBool,
+    links: Mutex<Links>,
+    recv: Mutex<HashMap<u32, RecvState>>,
+    barriers: Mutex<HashMap<u64, Weak<BarrierWait>>>,
+    next_id: AtomicU64,
+    /// Every connection not yet closed (registered or still handshaking), for shutdown.
+    conns: Mutex<Vec<Weak<Conn>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn linked(&self) -> Vec<Arc<Conn>> {
+        lock(&self.links).by_peer.values().cloned().collect()
+    }
+
+    fn is_linked(&self, peer: u32) -> bool {
+        lock(&self.links).by_peer.contains_key(&peer)
+    }
+
+    /// True if we hold at least `own_len` records of `peer`'s log `epoch` (or that log
+    /// was superseded, or the peer's records are being dropped after a purge).
+    fn received(&self, peer: u32, epoch: u64, own_len: u64) -> bool {
+        let recv = lock(&self.recv);
+        recv.get(&peer).is_none_or(|st| {
+            st.blocked || epoch < st.min_epoch || st.log_epoch != epoch || st.have >= own_len
+        })
+    }
+
+    /// After a purge of our ledger we hold nothing of anyone's log.
+    fn forget_received(&self) {
+        for st in lock(&self.recv).values_mut() {
+            st.have = 0;
+        }
+    }
+
+    fn barrier_acked(&self, peer: u32, id: u64, epoch: u64, own_len: u64) {
+        let Some(w) = lock(&self.barriers).get(&id).and_then(Weak::upgrade) else {
+            return;
+        };
+        for e in lock(&w.entries).iter_mut().filter(|e| e.peer == peer) {
+            e.state = EntryState::Acked { epoch, own_len };
+        }
+    }
+
+    /// A link went down: barriers waiting on it complete without that peer.
+    fn barrier_gone(&self, conn: u64) {
+        let waits: Vec<_> = lock(&self.barriers)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for w in waits {
+            for e in lock(&w.entries).iter_mut().filter(|e| e.conn == conn) {
+                if matches!(e.state, EntryState::Waiting) {
+                    e.state = EntryState::Gone;
+                }
+            }
+        }
+    }
+
+    fn owner(&self, id: &CorrelationId) -> u32 {
+        let links = lock(&self.links);
+        let m = &links.members;
+        let n = m.len().max(1) as u64;
+        let i = usize::try_from(id.hash64() % n).unwrap_or(0);
+        m.get(i).copied().unwrap_or(self.id)
+    }
+}
+
+/// The peer link of this instance. Dropping the last `Arc` stops its threads.
+pub struct Peers {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    listen: Option<Addr>,
+}
+
+impl Peers {
+    /// Starts listener/connector threads; with no peers configured every operation is
+    /// a local no-op (owns → true, barrier done at once...).
+    pub fn start(
+        cfg: &Config,
+        ledger: Arc<Ledger>,
+        inflight: Arc<InFlight>,
+        events: Arc<dyn PeerEvents>,
+    ) -> std::io::Result<Arc<Peers>> {
+        let incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        let shared = Arc::new(Shared {
+            id: cfg.instance_id,
+            incarnation,
+            token: cfg.peer_token.as_bytes().to_vec(),
+            ledger,
+            inflight,
+            events,
+            stop: AtomicBool::new(false),
+            links: Mutex::new(Links {
+                by_peer: HashMap::new(),
+                members: vec![cfg.instance_id],
+            }),
+            recv: Mutex::new(HashMap::new()),
+            barriers: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            conns: Mutex::new(Vec::new()),
+        });
+        let mut threads = Vec::new();
+        let mut listen = None;
+        if let Some(addr) = &cfg.peer_listen {
+            let l = net::Listener::bind(addr)?;
+            listen = Some(l.local_addr()?);
+            let s = shared.clone();
+            threads.push(spawn("peer-accept", move || link::accept_loop(s, l))?);
+        }
+        for addr in &cfg.peers {
+            let (s, a) = (shared.clone(), addr.clone());
+            threads.push(spawn("peer-connect", move || link::connect_loop(s, a))?);
+        }
+        Ok(Arc::new(Peers {
+            shared,
+            threads: Mutex::new(threads),
+            listen,
+        }))
+    }
+
+    /// The address the peer listener is bound to (the real port if bound to port 0).
+    pub fn listen_addr(&self) -> Option<&Addr> {
+        self.listen.as_ref()
+    }
+
+    /// This instance's id.
+    pub fn id(&self) -> u32 {
+        self.shared.id
+    }
+
+    /// Ids of the peers linked right now, sorted.
+    pub fn linked_peers(&self) -> Vec<u32> {
+        let links = lock(&self.shared.links);
+        let mut v: Vec<u32> = links.by_peer.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// A new own record is in the ledger: wake every link writer.
+    pub fn notify_record(&self) {
+        for c in self.shared.linked() {
+            c.kick();
+        }
+    }
+
+    /// Purges every peer (call after the local ledger purge). A peer that is down now
+    /// is purged when its link comes back; its records are ignored until it confirms.
+    pub fn purge_all(&self) {
+        let s = &self.shared;
+        s.forget_received();
+        for st in lock(&s.recv).values_mut() {
+            st.blocked = true;
+        }
+        let epoch = s.ledger.epoch();
+        for c in s.linked() {
+            c.push(Frame::Purge { epoch });
+        }
+    }
+
+    /// The owner of `id`: its hash over the sorted ids of self + linked peers.
+    pub fn owns(&self, id: &CorrelationId) -> bool {
+        self.shared.owner(id) == self.shared.id
+    }
+
+    /// Queues `p` for its owner; false if that is us, its link is down or its queue full.
+    pub fn forward(&self, p: Payment) -> bool {
+        let owner = self.shared.owner(&p.id);
+        if owner == self.shared.id {
+            return false;
+        }
+        let Some(c) = lock(&self.shared.links).by_peer.get(&owner).cloned() else {
+            return false;
+        };
+        let age = crate::time::mono_ms().saturating_sub(p.accepted_ms);
+        c.push_forward(Forwarded {
+            id: p.id,
+            cents: p.cents,
+            age_ms: u32::try_from(age).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Shares a health reading with every linked peer.
+    pub fn share_health(&self, p: Processor, failing: bool, min_response_ms: u32) {
+        for c in self.shared.linked() {
+            c.push(Frame::Health {
+                processor: p,
+                failing,
+                min_response_ms,
+            });
+        }
+    }
+
+    /// True if this instance has the lowest id among self + linked peers.
+    pub fn is_health_leader(&self) -> bool {
+        let links = lock(&self.shared.links);
+        links.members.first().is_none_or(|&m| m == self.shared.id)
+    }
+
+    /// Starts a summary barrier: every linked peer answers once no payment with
+    /// `requestedAt <= to_us` is in flight there (or at `deadline`), after sending every
+    /// record it holds. Local in-flight payments are the caller's to wait for.
+    pub fn barrier(&self, to_us: Option<i64>, deadline: Instant) -> Arc<BarrierWait> {
+        let s = &self.shared;
+        let conns = s.linked();
+        let entries = conns
+            .iter()
+            .map(|c| Entry {
+                peer: c.peer,
+                conn: c.id,
+                state: EntryState::Waiting,
+            })
+            .collect();
+        let w = Arc::new(BarrierWait::new(deadline, Arc::downgrade(s), entries));
+        if conns.is_empty() {
+            return w;
+        }
+        let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut reg = lock(&s.barriers);
+            reg.retain(|_, w| w.strong_count() > 0);
+            reg.insert(id, Arc::downgrade(&w));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait_ms = u32::try_from(left.as_millis()).unwrap_or(u32::MAX);
+        for c in conns {
+            c.push(Frame::BarrierReq { id, to_us, wait_ms });
+        }
+        w
+    }
+
+    /// Stops every thread and closes every link (also done on drop).
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let conns: Vec<_> = lock(&self.shared.conns).drain(..).collect();
+        for c in conns.iter().filter_map(Weak::upgrade) {
+            link::close(&self.shared, &c, "shutdown");
+        }
+        let threads: Vec<_> = lock(&self.threads).drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name.into()).spawn(f)
+}
+
+#[cfg(test)]
+pub(crate) fn test_shared(id: u32, token: &str) -> Arc<Shared> {
+    struct Nop;
+    impl PeerEvents for Nop {
+        fn on_health(&self, _: Processor, _: bool, _: u32) {}
+        fn on_forwarded(&self, _: Payment) -> bool {
+            true
+        }
+        fn on_purge(&self) {}
+    }
+    Arc::new(Shared {
+        id,
+        incarnation: u64::from(id),
+        token: token.as_bytes().to_vec(),
+        ledger: Arc::new(Ledger::new()),
+        inflight: Arc::new(InFlight::new()),
+        events: Arc::new(Nop),
+        stop: AtomicBool::new(false),
+        links: Mutex::new(Links {
+            by_peer: HashMap::new(),
+            members: vec![id],
+        }),
+        recv: Mutex::new(HashMap::new()),
+        barriers: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(1),
+        conns: Mutex::new(Vec::new()),
+    })
+}
