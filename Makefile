@@ -5,6 +5,9 @@ SCENARIO     ?= final
 FLAME_SCENARIO ?= smoke
 FLAME_FREQ   ?= 199
 FUZZ_SECS    ?= 60
+# Extra bench/run.py flags, e.g. BENCH_ARGS="--ports 18001,18002,19999" beside another bench.
+BENCH_ARGS   ?=
+PORTS        ?= 8001,8002,9999
 PYTHON       := bench/.venv/bin/python
 TOOLS        := $(CURDIR)/target/tools
 STATIC_TARGET := x86_64-unknown-linux-gnu
@@ -67,16 +70,16 @@ bench-setup:
 	bench/setup.sh
 
 bench: build bench-setup
-	$(PYTHON) bench/run.py --scenario $(SCENARIO)
+	$(PYTHON) bench/run.py --scenario $(SCENARIO) $(BENCH_ARGS)
 
 bench-smoke: build bench-setup
-	$(PYTHON) bench/run.py --scenario smoke --strict
+	$(PYTHON) bench/run.py --scenario smoke --strict $(BENCH_ARGS)
 
 $(TOOLS)/bin/inferno-flamegraph:
 	$(CARGO) install --locked --root $(TOOLS) inferno
 
 flame: build bench-setup $(TOOLS)/bin/inferno-flamegraph
-	SCENARIO=$(FLAME_SCENARIO) FREQ=$(FLAME_FREQ) TOOLS=$(TOOLS) scripts/flame.sh
+	SCENARIO=$(FLAME_SCENARIO) FREQ=$(FLAME_FREQ) TOOLS=$(TOOLS) PORTS=$(PORTS) scripts/flame.sh
 
 $(TOOLS)/bin/cargo-fuzz:
 	$(CARGO) install --locked --root $(TOOLS) cargo-fuzz

@@ -7,7 +7,8 @@
 # unwind tables, so no frame-pointer rebuild is needed. Called by `make flame`.
 #
 # Environment: SCENARIO [smoke], FREQ [199] Hz, TOOLS [target/tools] (inferno's root),
-#              PORT [9999], OUT [bench/results/flame.svg].
+#              PORTS [8001,8002,9999] (default processor, fallback, load balancer),
+#              OUT [bench/results/flame.svg].
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +18,9 @@ FREQ=${FREQ:-199}
 TOOLS=${TOOLS:-$ROOT/target/tools}
 OUT=${OUT:-bench/results/flame.svg}
 export RUN_DIR=${RUN_DIR:-/tmp/rinha-flame}
+PORTS=${PORTS:-8001,8002,9999}
+IFS=, read -r PP_DEFAULT_PORT PP_FALLBACK_PORT PORT <<<"$PORTS"
+export PP_DEFAULT_PORT PP_FALLBACK_PORT PORT
 RESULTS=$(dirname "$OUT")
 DATA=$RESULTS/perf.data
 
@@ -50,7 +54,7 @@ done
 log "recording pids $pids at $FREQ Hz during scenario $SCENARIO"
 perf record -q -F "$FREQ" --call-graph dwarf,16384 -p "$pids" -o "$DATA" 2>"$RESULTS/perf.log" &
 perf_pid=$!
-bench/.venv/bin/python bench/run.py --scenario "$SCENARIO" --no-backend
+bench/.venv/bin/python bench/run.py --scenario "$SCENARIO" --no-backend --ports "$PORTS"
 kill -INT "$perf_pid"
 wait "$perf_pid" || true
 perf_pid=''
