@@ -592,6 +592,21 @@ mod tests {
     }
 
     #[test]
+    fn fuzz_seeds_are_valid_frame_streams() {
+        for seed in [
+            &include_bytes!("../../fuzz/corpus/peer_frame/hello")[..],
+            include_bytes!("../../fuzz/corpus/peer_frame/records"),
+            include_bytes!("../../fuzz/corpus/peer_frame/barrier"),
+            include_bytes!("../../fuzz/corpus/peer_frame/misc"),
+        ] {
+            let mut at = 0;
+            while at < seed.len() {
+                at += decode(&seed[at..]).unwrap().unwrap().1;
+            }
+        }
+    }
+
+    #[test]
     fn fuzz_entry_survives_garbage() {
         let mut buf = Vec::new();
         for f in samples() {

@@ -604,16 +604,11 @@ fn writer(s: &Shared, c: &Conn, mut stream: Stream) {
                 close(s, c, &format!("write: {e}"));
                 break;
             }
-            for id in ready {
-                codec::encode(
-                    &Frame::BarrierAck {
-                        id,
-                        epoch: p.epoch,
-                        own_len: p.next,
-                    },
-                    &mut buf,
-                );
-            }
+        }
+        // Without a `Want` nothing was sent: (epoch, 0) claims no records.
+        let (epoch, own_len) = pos.map_or((s.ledger.epoch(), 0), |p| (p.epoch, p.next));
+        for id in ready {
+            codec::encode(&Frame::BarrierAck { id, epoch, own_len }, &mut buf);
         }
         if buf.is_empty() && now.duration_since(last_write) >= PING_EVERY {
             codec::encode(&Frame::Ping, &mut buf);

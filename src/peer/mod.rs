@@ -297,8 +297,12 @@ impl Peers {
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let wait_ms = u32::try_from(left.as_millis()).unwrap_or(u32::MAX);
-        for c in conns {
+        for c in &conns {
             c.push(Frame::BarrierReq { id, to_us, wait_ms });
+        }
+        // A link that closed before the wait was registered never reports it gone.
+        for c in conns.iter().filter(|c| c.is_closed()) {
+            s.barrier_gone(c.id);
         }
         w
     }
