@@ -3,7 +3,7 @@
 CARGO        ?= cargo
 SCENARIO     ?= final
 FLAME_SCENARIO ?= smoke
-FLAME_FREQ   ?= 199
+FLAME_FREQ   ?= 499
 FUZZ_SECS    ?= 60
 # Extra bench/run.py flags, e.g. BENCH_ARGS="--ports 18001,18002,19999" beside another bench.
 BENCH_ARGS   ?=
