@@ -81,11 +81,11 @@ $(TOOLS)/bin/inferno-flamegraph:
 flame: build bench-setup $(TOOLS)/bin/inferno-flamegraph
 	SCENARIO=$(FLAME_SCENARIO) FREQ=$(FLAME_FREQ) TOOLS=$(TOOLS) PORTS=$(PORTS) scripts/flame.sh
 
-$(TOOLS)/bin/cargo-fuzz:
-	$(CARGO) install --locked --root $(TOOLS) cargo-fuzz
-
-fuzz: $(TOOLS)/bin/cargo-fuzz
+# cargo-fuzz from PATH, else installed once into target/tools.
+fuzz:
 	@test -d fuzz || { echo "no fuzz/ directory"; exit 1; }
+	@PATH="$(TOOLS)/bin:$$PATH" command -v cargo-fuzz >/dev/null || \
+	    $(CARGO) install --locked --root $(TOOLS) cargo-fuzz
 	for t in $$(PATH="$(TOOLS)/bin:$$PATH" cargo +nightly fuzz list); do \
 	    echo "== fuzz $$t ($(FUZZ_SECS) s)"; \
 	    PATH="$(TOOLS)/bin:$$PATH" cargo +nightly fuzz run $$t -- \
