@@ -19,9 +19,13 @@ use std::time::{Duration, Instant};
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 const HOSTS_NAME: &str = "pp.hosts.rinha.test";
 const DNS_NAME: &str = "payment-processor.dns.rinha.test";
-/// The chroot's nameserver: a loopback address nothing else uses, so that in the
-/// /etc/hosts case it answers "connection refused" and glibc falls through to `files`.
-const DNS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 77);
+/// The chroot's nameserver: a loopback address nothing else uses (one per test process,
+/// so that two concurrent runs do not answer each other), so that in the /etc/hosts case
+/// it answers "connection refused" and glibc falls through to `files`.
+fn dns_ip() -> Ipv4Addr {
+    let [_, _, a, b] = std::process::id().to_be_bytes();
+    Ipv4Addr::new(127, 77, a, b.max(1))
+}
 const WAIT: Duration = Duration::from_secs(15);
 
 #[test]
@@ -53,7 +57,7 @@ fn static_binary_reaches_processors_by_name_in_empty_chroot() {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
     }
-    let resolv = format!("nameserver {DNS_IP}\noptions timeout:1 attempts:1\n");
+    let resolv = format!("nameserver {}\noptions timeout:1 attempts:1\n", dns_ip());
     fs::write(root.join("etc/resolv.conf"), &resolv).unwrap();
 
     // 1. The name exists only in /etc/hosts; the nameserver refuses.
@@ -66,7 +70,7 @@ fn static_binary_reaches_processors_by_name_in_empty_chroot() {
     let _dns = match Dns::start(DNS_NAME) {
         Ok(dns) => dns,
         Err(e) => {
-            eprintln!("SKIPPED the DNS half: cannot bind {DNS_IP}:53: {e}");
+            eprintln!("SKIPPED the DNS half: cannot bind {}:53: {e}", dns_ip());
             return;
         }
     };
@@ -324,7 +328,7 @@ impl Drop for TempDir {
     }
 }
 
-/// A one-name authoritative DNS server on DNS_IP:53 (UDP): A -> 127.0.0.1, any other type
+/// A one-name authoritative DNS server on dns_ip():53 (UDP): A -> 127.0.0.1, any other type
 /// of that name -> no records, any other name -> NXDOMAIN.
 struct Dns {
     stop: Arc<AtomicBool>,
@@ -333,7 +337,7 @@ struct Dns {
 
 impl Dns {
     fn start(name: &'static str) -> io::Result<Dns> {
-        let sock = UdpSocket::bind((DNS_IP, 53))?;
+        let sock = UdpSocket::bind((dns_ip(), 53))?;
         sock.set_read_timeout(Some(Duration::from_millis(100)))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
