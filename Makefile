@@ -49,8 +49,8 @@ test:
 	$(CARGO) test --release --locked
 	$(MAKE) bench-smoke
 
-check:
-	python3 .ci/check_compose.py --self-test
+check: bench-setup
+	$(PYTHON) .ci/check_compose.py --self-test
 	.ci/check_nginx.sh
 
 ci:
