@@ -48,11 +48,11 @@ pub enum Inserted {
 
 #[derive(Default)]
 struct Inner {
+    /// In the order this instance first saw them (paid here or replicated): this is
+    /// also the log peers catch up from (position = sequence number). Replicas are in
+    /// it too, so that a restarted peer gets back what it paid before it died.
     records: Vec<Record>,
     by_id: HashMap<CorrelationId, u32>,
-    /// Indices in `records` of the records this instance paid, in order: the
-    /// replication log peers catch up from (position = sequence number).
-    own: Vec<u32>,
     /// Bumped by every purge so that peers can tell an old log from a new one.
     epoch: u64,
 }
@@ -73,15 +73,11 @@ impl Ledger {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a payment this instance paid; returns its sequence in the own log.
+    /// Records a payment this instance paid; returns the log length after it.
     pub fn insert_own(&self, r: Record) -> (Inserted, u64) {
         let mut g = self.lock();
         let inserted = insert(&mut g, r);
-        if inserted == Inserted::New {
-            let idx = (g.records.len() - 1) as u32;
-            g.own.push(idx);
-        }
-        (inserted, g.own.len() as u64)
+        (inserted, g.records.len() as u64)
     }
 
     /// Records a payment replicated from a peer.
@@ -93,21 +89,16 @@ impl Ledger {
         self.lock().by_id.contains_key(id)
     }
 
-    /// Own records from sequence `from` (0-based) on, at most `max`, and the epoch.
-    pub fn own_since(&self, from: u64, max: usize) -> (u64, Vec<Record>) {
+    /// Log records from sequence `from` (0-based) on, at most `max`, and the epoch.
+    pub fn log_since(&self, from: u64, max: usize) -> (u64, Vec<Record>) {
         let g = self.lock();
-        let start = usize::try_from(from).unwrap_or(usize::MAX).min(g.own.len());
-        let out = g.own[start..]
-            .iter()
-            .take(max)
-            .map(|&i| g.records[i as usize])
-            .collect();
-        (g.epoch, out)
-    }
-
-    /// Number of records this instance paid itself (next sequence number).
-    pub fn own_len(&self) -> u64 {
-        self.lock().own.len() as u64
+        let start = usize::try_from(from)
+            .unwrap_or(usize::MAX)
+            .min(g.records.len());
+        (
+            g.epoch,
+            g.records[start..].iter().take(max).copied().collect(),
+        )
     }
 
     pub fn epoch(&self) -> u64 {
@@ -127,7 +118,6 @@ impl Ledger {
         let mut g = self.lock();
         g.records.clear();
         g.by_id.clear();
-        g.own.clear();
         g.epoch += 1;
         g.epoch
     }
@@ -216,18 +206,27 @@ mod tests {
     }
 
     #[test]
-    fn own_log_and_purge() {
+    fn log_holds_own_and_replicas_in_order_and_purges() {
         let l = Ledger::new();
         l.insert_own(rec(1, 1, 100, Processor::Default));
         l.insert_replica(rec(2, 2, 100, Processor::Default));
+        l.insert_replica(rec(1, 1, 100, Processor::Default));
         l.insert_own(rec(3, 3, 100, Processor::Fallback));
-        let (epoch, recs) = l.own_since(1, 10);
+        let (epoch, recs) = l.log_since(1, 10);
         assert_eq!(epoch, 0);
-        assert_eq!(recs, vec![rec(3, 3, 100, Processor::Fallback)]);
-        assert_eq!(l.own_since(99, 10).1, vec![]);
+        assert_eq!(
+            recs,
+            vec![
+                rec(2, 2, 100, Processor::Default),
+                rec(3, 3, 100, Processor::Fallback)
+            ]
+        );
+        assert_eq!(l.log_since(1, 1).1.len(), 1);
+        assert_eq!(l.log_since(99, 10).1, vec![]);
+        assert_eq!(l.len(), 3);
         assert_eq!(l.purge(), 1);
         assert!(l.is_empty());
-        assert_eq!(l.own_len(), 0);
+        assert_eq!(l.log_since(0, 10).1, vec![]);
     }
 
     #[test]

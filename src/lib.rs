@@ -4,9 +4,12 @@
 //! accepted payment to `intake` (bounded crossbeam channel); `worker` threads take it,
 //! ask `router` where to pay, pay through `processor` clients and write the outcome to
 //! `ledger`; `inflight` lets a summary wait for payments whose outcome is pending;
-//! `health` polls the processors' health; `node` wires it all from `config`.
+//! `health` polls the processors' health; `peer` shares records, purges, health and
+//! summary barriers with the other instances (`cluster` adapts it to the server);
+//! `node` wires it all from `config`.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod config;
 pub mod health;
 pub mod http;

@@ -5,14 +5,16 @@ use std::io;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
+use crate::cluster::Events;
 use crate::config::Config;
 use crate::health::Poller;
 use crate::inflight::InFlight;
 use crate::intake::Intake;
 use crate::ledger::Ledger;
+use crate::peer::Peers;
 use crate::processor::{tls_config, Client, Endpoint};
 use crate::router::Router;
-use crate::server::{App, Cluster, Server, Standalone};
+use crate::server::{App, Cluster, Server};
 use crate::worker::{Shared, Worker};
 
 /// Worker threads block in I/O and keep little on the stack.
@@ -56,14 +58,21 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
     let router = Arc::new(Router::new(cfg.router.clone()));
     let (intake, rx) = Intake::new(cfg.queue);
     let intake = Arc::new(intake);
-    let cluster: Arc<dyn Cluster> = Arc::new(Standalone);
+    let events = Arc::new(Events {
+        router: router.clone(),
+        intake: intake.clone(),
+    });
+    let peers = Peers::start(cfg, ledger.clone(), inflight.clone(), events)?;
     let busy = Arc::new(AtomicUsize::new(0));
 
     let shared = Arc::new(Shared {
         router: router.clone(),
         ledger: ledger.clone(),
         inflight: inflight.clone(),
-        on_record: Box::new(|| {}),
+        on_record: Box::new({
+            let peers = peers.clone();
+            move || peers.notify_record()
+        }),
         busy: busy.clone(),
     });
     for i in 0..cfg.workers {
@@ -78,14 +87,21 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
         clients: [client(&default), client(&fallback)],
         router: router.clone(),
         interval: cfg.health_interval,
-        is_leader: Box::new(|| true),
-        share: Box::new(|_, _| {}),
+        is_leader: Box::new({
+            let peers = peers.clone();
+            move || peers.is_health_leader()
+        }),
+        share: Box::new({
+            let peers = peers.clone();
+            move |p, h| peers.share_health(p, h.failing, h.min_response_ms)
+        }),
     };
     std::thread::Builder::new()
         .name("health".into())
         .stack_size(WORKER_STACK)
         .spawn(move || poller.run())?;
 
+    let cluster: Arc<dyn Cluster> = peers;
     let app = App {
         intake,
         ledger,

@@ -35,6 +35,8 @@ pub trait Cluster: Send + Sync {
     /// Starts a summary barrier; the returned probe turns true once every reachable
     /// peer has settled and sent its records up to `to_us`, or at `deadline`.
     fn barrier(&self, to_us: Option<i64>, deadline: Instant) -> Box<dyn Fn() -> bool + Send>;
+    /// Peers linked right now.
+    fn linked(&self) -> usize;
 }
 
 /// A single instance: it owns everything and has nobody to wait for.
@@ -50,6 +52,9 @@ impl Cluster for Standalone {
     fn purge_all(&self) {}
     fn barrier(&self, _: Option<i64>, _: Instant) -> Box<dyn Fn() -> bool + Send> {
         Box::new(|| true)
+    }
+    fn linked(&self) -> usize {
+        0
     }
 }
 
@@ -581,6 +586,7 @@ fn health(app: &App, out: &mut Vec<u8>) {
     );
     field(&mut b, "inflight", app.inflight.len() as u64);
     field(&mut b, "records", app.ledger.len() as u64);
+    field(&mut b, "peers", app.cluster.linked() as u64);
     for p in Processor::ALL {
         b.extend_from_slice(b",\"");
         b.extend_from_slice(p.name().as_bytes());

@@ -649,10 +649,10 @@ fn take_ready(s: &Shared, waiting: &mut Vec<PendingAck>, now: Instant, can_send:
     ready
 }
 
-/// Appends every own record from `p` on, writing out whenever `FLUSH_AT` is reached.
+/// Appends every log record from `p` on, writing out whenever `FLUSH_AT` is reached.
 fn flush_records(s: &Shared, p: &mut SendPos, buf: &mut Vec<u8>, w: &mut Stream) -> io::Result<()> {
     loop {
-        let (epoch, records) = s.ledger.own_since(p.next, MAX_BATCH);
+        let (epoch, records) = s.ledger.log_since(p.next, MAX_BATCH);
         if epoch != p.epoch {
             *p = SendPos { epoch, next: 0 };
             continue;

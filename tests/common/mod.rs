@@ -297,3 +297,43 @@ pub fn wait_drained(backend: &Proc, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A loopback port free right now (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Flags of instance `i` (1-based) in a full mesh over `peer_ports`.
+pub fn mesh_flags(i: usize, peer_ports: &[u16]) -> Vec<String> {
+    let mut v = vec![
+        "--instance-id".to_string(),
+        i.to_string(),
+        "--peer-token".to_string(),
+        "test-secret".to_string(),
+        "--peer-listen".to_string(),
+        format!("127.0.0.1:{}", peer_ports[i - 1]),
+    ];
+    for (j, p) in peer_ports.iter().enumerate() {
+        if j + 1 != i {
+            v.push("--peer".to_string());
+            v.push(format!("127.0.0.1:{p}"));
+        }
+    }
+    v
+}
+
+/// Polls until `/health` reports `n` linked peers.
+pub fn wait_linked(backend: &Proc, n: usize, timeout: Duration) {
+    let end = Instant::now() + timeout;
+    loop {
+        let h = request(backend.port, "GET", "/health", &[], "");
+        if field(&h.body, &["peers"]) == n.to_string() {
+            return;
+        }
+        assert!(Instant::now() < end, "peers not linked: {}", h.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
