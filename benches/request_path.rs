@@ -55,6 +55,7 @@ fn main() {
         instance_id: 1,
         purge_token: None,
         summary_wait: cfg.summary_wait,
+        summary_settle: cfg.summary_settle,
     };
     let mut out = Vec::with_capacity(1 << 20);
     let mut samples = Vec::new();

@@ -41,7 +41,8 @@ pub struct Events {
 
 impl PeerEvents for Events {
     fn on_health(&self, p: Processor, failing: bool, min_response_ms: u32) {
-        self.router.on_health(p, failing, min_response_ms);
+        self.router
+            .on_health(p, failing, min_response_ms, crate::time::mono_ms());
     }
 
     fn on_forwarded(&self, p: Payment) -> bool {

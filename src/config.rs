@@ -67,6 +67,10 @@ pub struct Config {
     pub client_timeout: Duration,
     pub connect_timeout: Duration,
     pub summary_wait: Duration,
+    /// Summaries also wait for payments in flight with requestedAt <= `to`: right when a
+    /// checker asks the processors after us, wrong when it asks them at the same time
+    /// (the official k6 scripts do: a payment stored while we wait counts for us only).
+    pub summary_settle: bool,
     pub health_interval: Duration,
     pub instance_id: u32,
     pub peer_listen: Option<Addr>,
@@ -92,6 +96,7 @@ impl Default for Config {
             client_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_millis(1_000),
             summary_wait: Duration::from_millis(1_000),
+            summary_settle: false,
             health_interval: Duration::from_millis(5_100),
             instance_id: 1,
             peer_listen: None,
@@ -208,7 +213,13 @@ const FLAGS: &[Flag] = &[
         name: "summary-wait-ms",
         env: "RINHA_SUMMARY_WAIT_MS",
         hint: "MS",
-        help: "summary waits this long for in-flight payments in range [1000]",
+        help: "longest wait of a summary for peers (and in-flight payments) [1000]",
+    },
+    Flag {
+        name: "summary-settle",
+        env: "RINHA_SUMMARY_SETTLE",
+        hint: "on|off",
+        help: "summary waits for in-flight payments with requestedAt <= to [off]",
     },
     Flag {
         name: "health-interval-ms",
@@ -295,6 +306,14 @@ fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
         .map_err(|_| format!("--{name}: invalid number {v:?}"))
 }
 
+fn switch(name: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(format!("--{name}: expected on or off, got {v:?}")),
+    }
+}
+
 fn ms(name: &str, v: &str) -> Result<Duration, String> {
     num::<u64>(name, v).map(Duration::from_millis)
 }
@@ -317,6 +336,7 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "client-timeout-ms" => cfg.client_timeout = ms(name, v)?,
         "connect-timeout-ms" => cfg.connect_timeout = ms(name, v)?,
         "summary-wait-ms" => cfg.summary_wait = ms(name, v)?,
+        "summary-settle" => cfg.summary_settle = switch(name, v)?,
         "health-interval-ms" => cfg.health_interval = ms(name, v)?,
         "instance-id" => cfg.instance_id = num(name, v)?,
         "peer-listen" => cfg.peer_listen = Some(Addr::parse(v)?),
@@ -423,7 +443,7 @@ impl fmt::Display for Config {
         write!(
             f,
             "listen=[{}] default={} fallback={} workers={} queue={} max_conns={} max_header={} \
-             max_body={} idle_timeout={:?} client_timeout={:?} summary_wait={:?} instance={} \
+             max_body={} idle_timeout={:?} client_timeout={:?} summary_wait={:?} summary_settle={} instance={} \
              peer_listen={} peers=[{}] peer_token={} purge_token={} slow_ms={} speedup={} \
              max_defer_ms={} probe_interval_ms={}",
             listen.join(","),
@@ -437,6 +457,7 @@ impl fmt::Display for Config {
             self.idle_timeout,
             self.client_timeout,
             self.summary_wait,
+            self.summary_settle,
             self.instance_id,
             self.peer_listen
                 .as_ref()
@@ -521,6 +542,12 @@ mod tests {
             "peers without a token"
         );
         assert!(run(&["--health-interval-ms", "1000"], &[]).is_err());
+        assert!(run(&["--summary-settle", "maybe"], &[]).is_err());
+        assert!(
+            run(&["--summary-settle", "on"], &[])
+                .unwrap()
+                .summary_settle
+        );
         assert!(Addr::parse("nohost").is_err());
         assert!(Addr::parse("unix:").is_err());
     }

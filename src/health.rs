@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::payment::Processor;
 use crate::processor::{Client, Health};
 use crate::router::Router;
+use crate::time::mono_ms;
 
 pub struct Poller {
     pub clients: [Client; 2],
@@ -26,7 +27,8 @@ impl Poller {
             if (self.is_leader)() {
                 for p in Processor::ALL {
                     if let Some(h) = self.clients[p.index()].health() {
-                        self.router.on_health(p, h.failing, h.min_response_ms);
+                        self.router
+                            .on_health(p, h.failing, h.min_response_ms, mono_ms());
                         (self.share)(p, h);
                     }
                 }

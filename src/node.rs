@@ -112,6 +112,7 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
         instance_id: cfg.instance_id,
         purge_token: cfg.purge_token.clone(),
         summary_wait: cfg.summary_wait,
+        summary_settle: cfg.summary_settle,
     };
     Server::bind(cfg, app)
 }

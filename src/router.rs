@@ -44,6 +44,8 @@ struct State {
     latency_ms: AtomicU64,
     /// Monotonic ms of the last probe taken (failing or slow processor).
     last_probe_ms: AtomicU64,
+    /// Monotonic ms of the last failing → healthy transition.
+    healthy_since_ms: AtomicU64,
 }
 
 pub struct Router {
@@ -114,7 +116,13 @@ impl Router {
             return Decision::Send(D);
         }
         let waited = now_ms.saturating_sub(accepted_ms);
-        if waited >= self.cfg.max_defer_ms && (fallback_ok || self.take_probe(F, now_ms)) {
+        // A fallback that just recovered waits out two probe rounds of default first:
+        // when both recover together (a common stage change), default gets the backlog.
+        let grace = 2 * self.cfg.probe_interval_ms;
+        let fallback_settled = now_ms >= self.st(F).healthy_since_ms.load(Relaxed) + grace;
+        if waited >= self.cfg.max_defer_ms
+            && ((fallback_ok && fallback_settled) || (!fallback_ok && self.take_probe(F, now_ms)))
+        {
             return Decision::Send(F);
         }
         let until_defer = self.cfg.max_defer_ms.saturating_sub(waited);
@@ -125,12 +133,19 @@ impl Router {
         Decision::Wait(Duration::from_millis(ms).clamp(MIN_WAIT, Duration::from_millis(100)))
     }
 
+    fn mark_healthy(&self, p: Processor, now_ms: u64) {
+        let st = self.st(p);
+        if st.failing.swap(false, Relaxed) {
+            st.healthy_since_ms.store(now_ms, Relaxed);
+        }
+    }
+
     /// Feeds back what a request to `p` did.
-    pub fn observe(&self, p: Processor, o: Observation) {
+    pub fn observe(&self, p: Processor, o: Observation, now_ms: u64) {
         let st = self.st(p);
         match o {
             Observation::Answered(ms) => {
-                st.failing.store(false, Relaxed);
+                self.mark_healthy(p, now_ms);
                 let old = st.latency_ms.load(Relaxed);
                 // EWMA with weight 1/4: follows a stage change within a handful of answers.
                 let new = if old == 0 { ms } else { (old * 3 + ms) / 4 };
@@ -141,9 +156,13 @@ impl Router {
     }
 
     /// A health report (ours or a peer's): the processor's own view of itself.
-    pub fn on_health(&self, p: Processor, failing: bool, min_response_ms: u32) {
+    pub fn on_health(&self, p: Processor, failing: bool, min_response_ms: u32, now_ms: u64) {
         let st = self.st(p);
-        st.failing.store(failing, Relaxed);
+        if failing {
+            st.failing.store(true, Relaxed);
+        } else {
+            self.mark_healthy(p, now_ms);
+        }
         st.latency_ms.store(u64::from(min_response_ms), Relaxed);
     }
 }
@@ -166,15 +185,15 @@ mod tests {
     fn healthy_default_pays() {
         let r = router();
         assert_eq!(r.decide(0, None, 1_000), Decision::Send(D));
-        r.observe(D, Observation::Answered(100));
+        r.observe(D, Observation::Answered(100), 0);
         assert_eq!(r.decide(0, None, 1_000), Decision::Send(D));
     }
 
     #[test]
     fn slow_default_moves_to_a_much_faster_fallback_with_probes() {
         let r = router();
-        r.on_health(D, false, 1_000);
-        r.on_health(F, false, 5);
+        r.on_health(D, false, 1_000, 0);
+        r.on_health(F, false, 5, 0);
         assert_eq!(
             r.decide(0, None, 1_000),
             Decision::Send(D),
@@ -183,7 +202,7 @@ mod tests {
         assert_eq!(r.decide(0, None, 1_001), Decision::Send(F));
         assert_eq!(r.decide(0, None, 1_100), Decision::Send(F));
         assert_eq!(r.decide(0, None, 1_250), Decision::Send(D), "next probe");
-        r.on_health(F, false, 800);
+        r.on_health(F, false, 800, 0);
         assert_eq!(
             r.decide(0, None, 1_300),
             Decision::Send(D),
@@ -194,7 +213,7 @@ mod tests {
     #[test]
     fn failing_default_waits_then_defers_to_fallback() {
         let r = router();
-        r.observe(D, Observation::Failed);
+        r.observe(D, Observation::Failed, 0);
         assert_eq!(r.decide(0, None, 10_000), Decision::Send(D), "probe");
         assert!(matches!(r.decide(9_000, None, 10_001), Decision::Wait(_)));
         assert_eq!(
@@ -202,7 +221,7 @@ mod tests {
             Decision::Send(F),
             "waited max_defer"
         );
-        r.observe(F, Observation::Failed);
+        r.observe(F, Observation::Failed, 0);
         assert_eq!(
             r.decide(2_000, None, 10_003),
             Decision::Send(F),
@@ -212,7 +231,7 @@ mod tests {
             matches!(r.decide(2_000, None, 10_004), Decision::Wait(_)),
             "both failing"
         );
-        r.observe(D, Observation::Answered(20));
+        r.observe(D, Observation::Answered(20), 0);
         assert_eq!(
             r.decide(2_000, None, 10_005),
             Decision::Send(D),
@@ -223,7 +242,7 @@ mod tests {
     #[test]
     fn waits_are_bounded_and_paced() {
         let r = router();
-        r.observe(D, Observation::Failed);
+        r.observe(D, Observation::Failed, 0);
         assert_eq!(r.decide(0, None, 100), Decision::Send(D));
         match r.decide(100, None, 101) {
             Decision::Wait(d) => assert!(d >= MIN_WAIT && d <= Duration::from_millis(100)),
@@ -234,10 +253,34 @@ mod tests {
     #[test]
     fn pinned_payments_stay_with_their_processor() {
         let r = router();
-        r.observe(F, Observation::Failed);
+        r.observe(F, Observation::Failed, 0);
         assert_eq!(r.decide(0, Some(F), 500), Decision::Send(F), "probe");
         assert!(matches!(r.decide(0, Some(F), 501), Decision::Wait(_)));
-        r.observe(F, Observation::Answered(3));
+        r.observe(F, Observation::Answered(3), 0);
         assert_eq!(r.decide(0, Some(F), 502), Decision::Send(F));
+    }
+
+    #[test]
+    fn default_gets_the_backlog_when_both_recover_together() {
+        let r = router();
+        r.observe(D, Observation::Failed, 0);
+        r.observe(F, Observation::Failed, 0);
+        r.observe(F, Observation::Answered(20), 40_000);
+        assert!(
+            matches!(
+                r.decide(0, None, 40_010),
+                Decision::Send(D) | Decision::Wait(_)
+            ),
+            "fallback just recovered: default gets its probe rounds first"
+        );
+        r.observe(D, Observation::Answered(20), 40_100);
+        assert_eq!(r.decide(0, None, 40_101), Decision::Send(D));
+        r.observe(D, Observation::Failed, 40_200);
+        assert_eq!(r.decide(0, None, 40_600), Decision::Send(D), "probe");
+        assert_eq!(
+            r.decide(0, None, 40_601),
+            Decision::Send(F),
+            "after the grace"
+        );
     }
 }

@@ -70,6 +70,8 @@ pub struct App {
     pub instance_id: u32,
     pub purge_token: Option<String>,
     pub summary_wait: Duration,
+    /// Summaries wait for in-flight payments in their range (see `config`).
+    pub summary_settle: bool,
 }
 
 enum Listener {
@@ -408,7 +410,7 @@ impl Server {
                 continue;
             }
             if now >= p.deadline {
-                eprintln!("rinha: summary answered at its deadline with payments still in flight");
+                eprintln!("rinha: summary answered at its deadline without every peer or payment in flight settled");
             }
             let summary = self.app.ledger.summary(p.from, p.to);
             conn.pending = None;
@@ -546,22 +548,26 @@ fn summary(req: &Request<'_>, app: &App, out: &mut Vec<u8>, pending: &mut Option
         ));
         return;
     };
-    // Payments in flight with requestedAt inside the range may be stored any moment:
-    // wait for them (bounded), here and on every peer. An open range waits for nothing.
-    if let Some(to) = to {
-        let settle_to = to.min(now_us());
-        let deadline = Instant::now() + app.summary_wait;
-        let barrier = app.cluster.barrier(Some(settle_to), deadline);
-        if !(app.inflight.settled_until(Some(settle_to)) && barrier()) {
-            *pending = Some(Pending {
-                from,
-                to: Some(to),
-                settle_to,
-                deadline,
-                barrier,
-            });
-            return;
-        }
+    // Every summary first has each reachable peer flush what it recorded (a barrier
+    // round trip, bounded by `summary_wait`). With `summary_settle` it also waits until
+    // no payment with requestedAt <= min(to, now) is in flight here or there; without,
+    // `i64::MIN` is a bound nothing in flight can be under.
+    let settle_to = if app.summary_settle {
+        to.unwrap_or(i64::MAX).min(now_us())
+    } else {
+        i64::MIN
+    };
+    let deadline = Instant::now() + app.summary_wait;
+    let barrier = app.cluster.barrier(Some(settle_to), deadline);
+    if !(app.inflight.settled_until(Some(settle_to)) && barrier()) {
+        *pending = Some(Pending {
+            from,
+            to,
+            settle_to,
+            deadline,
+            barrier,
+        });
+        return;
     }
     let mut body = Vec::with_capacity(160);
     app.ledger.summary(from, to).write_json(&mut body);

@@ -80,7 +80,7 @@ impl Worker {
                 Outcome::Stored => {
                     self.shared
                         .router
-                        .observe(proc, Observation::Answered(elapsed));
+                        .observe(proc, Observation::Answered(elapsed), mono_ms());
                     self.record(Record {
                         id: p.id,
                         requested_at_us: at,
@@ -90,7 +90,9 @@ impl Worker {
                     break;
                 }
                 Outcome::Refused(_) | Outcome::Unreachable => {
-                    self.shared.router.observe(proc, Observation::Failed);
+                    self.shared
+                        .router
+                        .observe(proc, Observation::Failed, mono_ms());
                     self.shared.inflight.end(at);
                     open.pop();
                 }
@@ -98,7 +100,7 @@ impl Worker {
                     if outcome == Outcome::Duplicate {
                         self.shared
                             .router
-                            .observe(proc, Observation::Answered(elapsed));
+                            .observe(proc, Observation::Answered(elapsed), mono_ms());
                     }
                     pinned = Some(proc);
                     if self.reconcile(&p, proc) {

@@ -138,11 +138,22 @@ fn response_slower_than_client_timeout() {
     assert_eq!(all[1].0, 0, "an unknown outcome stays with its processor");
 }
 
-/// A summary whose range covers a payment in flight waits for it.
+/// With --summary-settle on, a summary whose range covers a payment in flight waits for it.
 #[test]
-fn summary_waits_for_payments_in_flight() {
+fn summary_settle_waits_for_payments_in_flight() {
     let (d, f) = (processor("0.05"), processor("0.15"));
-    let b = rinha(&d, &f, &["--workers", "2", "--summary-wait-ms", "3000"]);
+    let b = rinha(
+        &d,
+        &f,
+        &[
+            "--workers",
+            "2",
+            "--summary-wait-ms",
+            "3000",
+            "--summary-settle",
+            "on",
+        ],
+    );
     set_delay(&d, 400);
     assert_eq!(pay(b.port, &uuid(1), "19.90"), 202);
     std::thread::sleep(Duration::from_millis(100));
@@ -154,6 +165,34 @@ fn summary_waits_for_payments_in_flight() {
         "the summary waited for the payment in flight"
     );
     assert_eq!(ours, theirs);
+}
+
+/// By default a summary is a snapshot of now, like the processors' own summaries that
+/// the official checker requests at the same moment: a payment still in its processor's
+/// delay is in neither.
+#[test]
+fn summary_is_a_snapshot_by_default() {
+    let (d, f) = (processor("0.05"), processor("0.15"));
+    let b = rinha(&d, &f, &["--workers", "2"]);
+    set_delay(&d, 1500);
+    assert_eq!(pay(b.port, &uuid(1), "19.90"), 202);
+    std::thread::sleep(Duration::from_millis(200));
+    let to = now_ms();
+    let started = std::time::Instant::now();
+    let (ours, theirs) = compare(&b, &d, &f, to - 10_000, to);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "answered without waiting"
+    );
+    assert_eq!(
+        ours,
+        [(0, 0), (0, 0)],
+        "the payment is still in the processor's delay"
+    );
+    assert_eq!(ours, theirs);
+    wait_drained(&b, LONG);
+    let (ours, theirs) = compare(&b, &d, &f, to - 10_000, to);
+    assert_eq!((ours[0].0, ours), (1, theirs));
 }
 
 /// A full queue answers 503 with Retry-After; accepted payments are all paid.

@@ -140,11 +140,24 @@ fn restarted_peer_catches_up() {
     assert_all_agree(&nodes, &d, &f, start - 1000, now_ms() + 1, 60);
 }
 
-/// A summary on one instance waits for a payment in flight on the other.
+/// With --summary-settle on, a summary on one instance waits for payments in flight on
+/// the other.
 #[test]
 fn summary_barrier_covers_the_peer_in_flight() {
     let (d, f) = (processor("0.05"), processor("0.15"));
-    let (nodes, _) = start_mesh(&d, &f, 2, &["--workers", "4", "--summary-wait-ms", "3000"]);
+    let (nodes, _) = start_mesh(
+        &d,
+        &f,
+        2,
+        &[
+            "--workers",
+            "4",
+            "--summary-wait-ms",
+            "3000",
+            "--summary-settle",
+            "on",
+        ],
+    );
     set_delay(&d, 500);
     // Find an id owned by instance 2 by posting to it; ownership may forward either way,
     // so post several and ask instance 1 right away.
