@@ -44,7 +44,7 @@ fn main() {
         max_header: cfg.max_header,
         max_body: cfg.max_body,
     };
-    let (intake, rx) = Intake::new(BATCH * 2);
+    let (intake, rx) = Intake::new(BATCH * 2, None);
     let app = App {
         intake: Arc::new(intake),
         ledger: Arc::new(Ledger::new()),

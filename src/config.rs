@@ -78,6 +78,7 @@ pub struct Config {
     pub peer_token: String,
     pub purge_token: Option<String>,
     pub tls_ca: Option<String>,
+    pub journal: Option<String>,
     pub router: RouterConfig,
 }
 
@@ -104,6 +105,7 @@ impl Default for Config {
             peer_token: String::new(),
             purge_token: None,
             tls_ca: None,
+            journal: None,
             router: RouterConfig {
                 slow_ms: 600,
                 speedup: 3,
@@ -264,6 +266,12 @@ const FLAGS: &[Flag] = &[
         help: "extra CA certificates for https processors",
     },
     Flag {
+        name: "journal",
+        env: "RINHA_JOURNAL",
+        hint: "PATH",
+        help: "crash journal: a restarted instance finishes what it accepted",
+    },
+    Flag {
         name: "slow-ms",
         env: "RINHA_SLOW_MS",
         hint: "MS",
@@ -348,6 +356,7 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "peer-token" => cfg.peer_token = v.to_string(),
         "purge-token" => cfg.purge_token = Some(v.to_string()).filter(|t| !t.is_empty()),
         "tls-ca" => cfg.tls_ca = Some(v.to_string()),
+        "journal" => cfg.journal = Some(v.to_string()).filter(|p| !p.is_empty()),
         "slow-ms" => cfg.router.slow_ms = num(name, v)?,
         "speedup" => cfg.router.speedup = num(name, v)?,
         "max-defer-ms" => cfg.router.max_defer_ms = num(name, v)?,
@@ -444,7 +453,7 @@ impl fmt::Display for Config {
             f,
             "listen=[{}] default={} fallback={} workers={} queue={} max_conns={} max_header={} \
              max_body={} idle_timeout={:?} client_timeout={:?} summary_wait={:?} summary_settle={} instance={} \
-             peer_listen={} peers=[{}] peer_token={} purge_token={} slow_ms={} speedup={} \
+             peer_listen={} peers=[{}] peer_token={} purge_token={} journal={} slow_ms={} speedup={} \
              max_defer_ms={} probe_interval_ms={}",
             listen.join(","),
             self.default_url,
@@ -473,6 +482,7 @@ impl fmt::Display for Config {
             } else {
                 "unset"
             },
+            self.journal.as_deref().unwrap_or("-"),
             r.slow_ms,
             r.speedup,
             r.max_defer_ms,

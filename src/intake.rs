@@ -3,12 +3,14 @@
 //!
 //! The set makes a repeated `POST /payments` idempotent (accepted once, paid once); the
 //! bound makes back-pressure explicit: a full queue is a 503, never a silent drop.
+//! With a `Journal`, an accepted payment is on disk before the 202 leaves.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::journal::Journal;
 use crate::payment::{CorrelationId, Payment};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,19 +26,15 @@ pub struct QueueFull;
 pub struct Intake {
     tx: Sender<Payment>,
     seen: Mutex<HashSet<CorrelationId>>,
+    journal: Option<Arc<Journal>>,
 }
 
 impl Intake {
     /// A channel of `capacity` payments and its receiving end for the workers.
-    pub fn new(capacity: usize) -> (Intake, Receiver<Payment>) {
+    pub fn new(capacity: usize, journal: Option<Arc<Journal>>) -> (Intake, Receiver<Payment>) {
         let (tx, rx) = crossbeam_channel::bounded(capacity);
-        (
-            Intake {
-                tx,
-                seen: Mutex::new(HashSet::new()),
-            },
-            rx,
-        )
+        let seen = Mutex::new(HashSet::new());
+        (Intake { tx, seen, journal }, rx)
     }
 
     pub fn submit(&self, p: Payment) -> Result<Accepted, QueueFull> {
@@ -44,12 +42,32 @@ impl Intake {
         if seen.contains(&p.id) {
             return Ok(Accepted::Duplicate);
         }
+        // Journaled before a worker can see it, so that its attempts follow it on disk.
+        if let Some(j) = &self.journal {
+            j.accepted(&p);
+        }
         match self.tx.try_send(p) {
             Ok(()) => {
                 seen.insert(p.id);
                 Ok(Accepted::New)
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(QueueFull),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                if let Some(j) = &self.journal {
+                    j.cancelled(&p.id);
+                }
+                Err(QueueFull)
+            }
+        }
+    }
+
+    /// Queues a payment replayed from the journal (already journaled; waits for room).
+    pub fn resume(&self, p: Payment) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.id);
+        if self.tx.send(p).is_err() {
+            eprintln!("rinha: no worker left to resume {:?}", p.id);
         }
     }
 
@@ -61,6 +79,9 @@ impl Intake {
     /// Forgets accepted ids (payments already queued are still paid).
     pub fn purge(&self) {
         self.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        if let Some(j) = &self.journal {
+            j.clear();
+        }
     }
 }
 
@@ -73,12 +94,13 @@ mod tests {
             id: CorrelationId([n; 16]),
             cents: 100,
             accepted_ms: 0,
+            pin: None,
         }
     }
 
     #[test]
     fn bounded_and_idempotent() {
-        let (intake, rx) = Intake::new(2);
+        let (intake, rx) = Intake::new(2, None);
         assert_eq!(intake.submit(pay(1)), Ok(Accepted::New));
         assert_eq!(intake.submit(pay(1)), Ok(Accepted::Duplicate));
         assert_eq!(intake.submit(pay(2)), Ok(Accepted::New));

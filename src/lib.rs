@@ -15,6 +15,7 @@ pub mod health;
 pub mod http;
 pub mod inflight;
 pub mod intake;
+pub mod journal;
 pub mod json;
 pub mod ledger;
 pub mod node;

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::health::Poller;
 use crate::inflight::InFlight;
 use crate::intake::Intake;
+use crate::journal::{Journal, Replay};
 use crate::ledger::Ledger;
 use crate::peer::Peers;
 use crate::processor::{tls_config, Client, Endpoint};
@@ -54,9 +55,20 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
     };
 
     let ledger = Arc::new(Ledger::new());
+    let (journal, replay) = match &cfg.journal {
+        Some(path) => {
+            let (j, r) = Journal::open(path)
+                .map_err(|e| io::Error::new(e.kind(), format!("journal {path}: {e}")))?;
+            (Some(Arc::new(j)), r)
+        }
+        None => (None, Replay::default()),
+    };
+    for r in &replay.recorded {
+        ledger.insert_own(*r);
+    }
     let inflight = Arc::new(InFlight::new());
     let router = Arc::new(Router::new(cfg.router.clone()));
-    let (intake, rx) = Intake::new(cfg.queue);
+    let (intake, rx) = Intake::new(cfg.queue, journal.clone());
     let intake = Arc::new(intake);
     let events = Arc::new(Events {
         router: router.clone(),
@@ -69,6 +81,7 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
         router: router.clone(),
         ledger: ledger.clone(),
         inflight: inflight.clone(),
+        journal,
         on_record: Box::new({
             let peers = peers.clone();
             move || peers.notify_record()
@@ -83,6 +96,15 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
             .stack_size(WORKER_STACK)
             .spawn(move || w.run(rx))?;
     }
+    if !replay.recorded.is_empty() || !replay.open.is_empty() {
+        eprintln!(
+            "rinha: journal: {} recorded payments restored, {} open payments resumed",
+            replay.recorded.len(),
+            replay.open.len()
+        );
+    }
+    // Before the server answers anything; blocks only while the queue is full.
+    replay.open.into_iter().for_each(|p| intake.resume(p));
     let poller = Poller {
         clients: [client(&default), client(&fallback)],
         router: router.clone(),

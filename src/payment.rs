@@ -109,8 +109,10 @@ impl Processor {
 pub struct Payment {
     pub id: CorrelationId,
     pub cents: u64,
-    /// Monotonic milliseconds (see `clock::mono_ms`) when the server accepted it.
+    /// Monotonic milliseconds (see `time::mono_ms`) when the server accepted it.
     pub accepted_ms: u64,
+    /// The only processor that may already hold it (see `journal`), if any.
+    pub pin: Option<Processor>,
 }
 
 /// A payment a processor has stored: exactly the fields its summary sums over.

@@ -500,6 +500,7 @@ fn handle(req: Request<'_>, app: &App, out: &mut Vec<u8>, pending: &mut Option<P
                     id,
                     cents,
                     accepted_ms: mono_ms(),
+                    pin: None,
                 };
                 if !app.cluster.owns(&id) && app.cluster.forward(p) {
                     out.extend_from_slice(http::ACCEPTED);

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use crate::inflight::InFlight;
+use crate::journal::Journal;
 use crate::ledger::Ledger;
 use crate::payment::{Payment, Processor, Record};
 use crate::processor::{Client, Lookup, Outcome};
@@ -25,6 +26,7 @@ pub struct Shared {
     pub router: Arc<Router>,
     pub ledger: Arc<Ledger>,
     pub inflight: Arc<InFlight>,
+    pub journal: Option<Arc<Journal>>,
     /// Called after each own record is inserted (peer replication).
     pub on_record: Box<dyn Fn() + Send + Sync>,
     /// Payments taken from the channel and not yet settled.
@@ -58,7 +60,7 @@ impl Worker {
 
     /// Pays `p` exactly once, however long that takes.
     fn settle(&mut self, p: Payment) {
-        let mut pinned: Option<Processor> = None;
+        let mut pinned: Option<Processor> = p.pin;
         // requestedAt of every attempt whose outcome is not known yet (see `inflight`).
         let mut open: Vec<i64> = Vec::new();
         loop {
@@ -71,6 +73,9 @@ impl Worker {
             };
             // Millisecond precision: what we send is what we record, to the digit.
             let at = now_us() / 1000 * 1000;
+            if let Some(j) = &self.shared.journal {
+                j.attempt(&p.id, proc);
+            }
             self.shared.inflight.begin(at);
             open.push(at);
             let started = Instant::now();
@@ -137,6 +142,9 @@ impl Worker {
     }
 
     fn record(&self, r: Record) {
+        if let Some(j) = &self.shared.journal {
+            j.recorded(&r);
+        }
         self.shared.ledger.insert_own(r);
         (self.shared.on_record)();
     }

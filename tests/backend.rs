@@ -377,3 +377,53 @@ fn purge_clears_and_can_be_tokenised() {
     let s = request(b.port, "GET", "/payments-summary", &[], "");
     assert_eq!(totals(&s.body, &["default"]), (0, 0));
 }
+
+/// `kill -9` with payments queued and in flight: the restarted instance (same journal)
+/// finishes every accepted payment, once, and reports what it paid before the crash.
+#[test]
+fn journal_survives_kill_9() {
+    let (d, f) = (processor("0.05"), processor("0.15"));
+    let dir = std::env::temp_dir().join(format!("rinha-journal-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let journal = dir.join("journal.bin").to_string_lossy().into_owned();
+    let flags = [
+        "--workers",
+        "4",
+        "--journal",
+        journal.as_str(),
+        "--slow-ms",
+        "100000",
+    ];
+    let start = now_ms();
+    let mut b = rinha(&d, &f, &flags);
+    for i in 0..10 {
+        assert_eq!(pay(b.port, &uuid(600 + i), "19.90"), 202);
+    }
+    wait_drained(&b, LONG);
+    set_delay(&d, 800);
+    for i in 10..40 {
+        assert_eq!(pay(b.port, &uuid(600 + i), "19.90"), 202);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let h = request(b.port, "GET", "/health", &[], "");
+    assert_ne!(
+        field(&h.body, &["queue"]),
+        "0",
+        "payments were open at the crash: {}",
+        h.body
+    );
+    b.child.kill().expect("kill -9");
+    let _ = b.child.wait();
+    set_delay(&d, 0);
+    let b = rinha(&d, &f, &flags);
+    wait_drained(&b, LONG);
+    let all = assert_consistent(&b, &d, &f, start - 1000, now_ms() + 1);
+    eprintln!("journal_survives_kill_9: {all:?}");
+    assert_eq!(
+        all[0].0 + all[1].0,
+        40,
+        "every accepted payment paid exactly once: {all:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -280,6 +280,7 @@ fn forward_reaches_owner_and_bounces_when_its_queue_is_full() {
         id,
         cents: 2005,
         accepted_ms: 0,
+        pin: None,
     };
     assert!(!b.peers.forward(p), "the owner does not forward to itself");
     assert!(a.peers.forward(p));
@@ -314,6 +315,7 @@ fn no_peers_means_local_no_ops() {
         id: id_of(1, 1),
         cents: 1,
         accepted_ms: 0,
+        pin: None,
     };
     assert!(!p.forward(pay));
     p.notify_record();

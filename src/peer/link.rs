@@ -420,6 +420,7 @@ fn payment_of(f: &Forwarded) -> Payment {
         id: f.id,
         cents: f.cents,
         accepted_ms: crate::time::mono_ms().saturating_sub(u64::from(f.age_ms)),
+        pin: None,
     }
 }
 
