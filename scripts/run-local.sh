@@ -92,6 +92,8 @@ if [[ $START_PROCESSORS != 0 ]]; then
 fi
 
 # The two instances: docker-compose.yml's environment with the sockets moved to RUN_DIR.
+# A new stack starts with new state: crash journals of an earlier run are removed.
+rm -f "$RUN_DIR"/journal-api*.bin
 for id in 1 2; do
     other=$((3 - id))
     start "api$id" env \
@@ -100,6 +102,7 @@ for id in 1 2; do
         RINHA_PEER_LISTEN="unix:$RUN_DIR/peer$id.sock" \
         RINHA_PEERS="unix:$RUN_DIR/peer$other.sock" \
         RINHA_PEER_TOKEN="${RINHA_PEER_TOKEN:-local-peer-token}" \
+        RINHA_JOURNAL="$RUN_DIR/journal-api$id.bin" \
         RINHA_DEFAULT_URL="${RINHA_DEFAULT_URL:-http://127.0.0.1:$PP_DEFAULT_PORT}" \
         RINHA_FALLBACK_URL="${RINHA_FALLBACK_URL:-http://127.0.0.1:$PP_FALLBACK_PORT}" \
         "$RINHA_BIN"
