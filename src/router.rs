@@ -11,7 +11,8 @@
 //!    `probe_interval_ms` finds the recovery), unless it has waited `max_defer_ms`
 //!    already and fallback is healthy: then fallback pays it, so a long outage
 //!    costs the fee difference rather than the whole payment;
-//! 4. a slow processor still gets one probe per interval so its recovery is seen.
+//! 4. a slow default still gets a probe per interval (or per its latency, if longer:
+//!    about one in flight) so its recovery is seen.
 //!
 //! A payment whose outcome is unknown is pinned to the processor that may hold it.
 
@@ -81,9 +82,13 @@ impl Router {
 
     /// Claims the probe slot of `p` if `probe_interval_ms` has passed since the last one.
     fn take_probe(&self, p: Processor, now_ms: u64) -> bool {
+        self.take_probe_every(p, now_ms, self.cfg.probe_interval_ms)
+    }
+
+    fn take_probe_every(&self, p: Processor, now_ms: u64, interval_ms: u64) -> bool {
         let st = self.st(p);
         let last = st.last_probe_ms.load(Relaxed);
-        let due = last == 0 || now_ms >= last + self.cfg.probe_interval_ms;
+        let due = last == 0 || now_ms >= last + interval_ms;
         due && st
             .last_probe_ms
             .compare_exchange(last, now_ms.max(1), Relaxed, Relaxed)
@@ -107,7 +112,14 @@ impl Router {
         let fallback_ok = !self.is_failing(F);
         if !self.is_failing(D) {
             let fallback_faster = self.latency_ms(F) * self.cfg.speedup < self.latency_ms(D);
-            if self.slow(D) && fallback_ok && fallback_faster && !self.take_probe(D, now_ms) {
+            // A slow default is probed about once per its own latency: about one probe
+            // in flight, so few payments are left waiting on it when traffic stops.
+            let slow_probe = self.cfg.probe_interval_ms.max(self.latency_ms(D));
+            if self.slow(D)
+                && fallback_ok
+                && fallback_faster
+                && !self.take_probe_every(D, now_ms, slow_probe)
+            {
                 return Decision::Send(F);
             }
             return Decision::Send(D);
@@ -201,10 +213,15 @@ mod tests {
         );
         assert_eq!(r.decide(0, None, 1_001), Decision::Send(F));
         assert_eq!(r.decide(0, None, 1_100), Decision::Send(F));
-        assert_eq!(r.decide(0, None, 1_250), Decision::Send(D), "next probe");
+        assert_eq!(
+            r.decide(0, None, 1_250),
+            Decision::Send(F),
+            "one probe per latency"
+        );
+        assert_eq!(r.decide(0, None, 2_000), Decision::Send(D), "next probe");
         r.on_health(F, false, 800, 0);
         assert_eq!(
-            r.decide(0, None, 1_300),
+            r.decide(0, None, 2_001),
             Decision::Send(D),
             "fallback not fast enough to pay more"
         );
