@@ -123,7 +123,7 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
         .stack_size(WORKER_STACK)
         .spawn(move || poller.run())?;
 
-    let cluster: Arc<dyn Cluster> = peers;
+    let cluster: Arc<dyn Cluster> = peers.clone();
     let app = App {
         intake,
         ledger,
@@ -136,5 +136,10 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
         summary_wait: cfg.summary_wait,
         summary_settle: cfg.summary_settle,
     };
-    Server::bind(cfg, app)
+    let server = Server::bind(cfg, app)?;
+    let waker = server.waker();
+    peers.on_barrier_progress(Box::new(move || {
+        let _ = waker.wake();
+    }));
+    Ok(server)
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::config::{Addr, Config};
 use crate::http::{self, Limits, Method, Parsed, Request};
@@ -137,9 +137,12 @@ struct Conn {
 }
 
 const READ_CHUNK: usize = 4096;
+/// Wakes the loop when a parked summary may be answered (see `Server::waker`).
+const WAKER: Token = Token(usize::MAX);
 
 pub struct Server {
     poll: Poll,
+    waker: Arc<Waker>,
     listeners: Vec<Listener>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
@@ -187,8 +190,10 @@ impl Server {
                 .register(src, Token(i), Interest::READABLE)?;
             listeners.push(l);
         }
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         Ok(Server {
             poll,
+            waker,
             listeners,
             conns: Vec::new(),
             free: Vec::new(),
@@ -202,6 +207,11 @@ impl Server {
             idle_timeout_ms: cfg.idle_timeout.as_millis() as u64,
             app,
         })
+    }
+
+    /// Wakes the event loop from another thread (a peer barrier progressed).
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
     }
 
     /// The TCP port of the first TCP listener (for tests binding port 0).
@@ -226,6 +236,9 @@ impl Server {
             }
             for ev in events.iter() {
                 let t = ev.token().0;
+                if ev.token() == WAKER {
+                    continue;
+                }
                 if t < self.listeners.len() {
                     self.accept(t);
                 } else {

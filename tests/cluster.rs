@@ -174,3 +174,56 @@ fn summary_barrier_covers_the_peer_in_flight() {
         "the summary waited for both instances' payments in flight"
     );
 }
+
+/// Figures for bench/RESULTS.md: latency of `GET /payments-summary` on an instance with a
+/// linked peer (barrier round trip included), over a ledger of 20,000 payments.
+#[test]
+#[ignore]
+fn summary_latency() {
+    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (nodes, _) = start_mesh(&d, &f, 2, &["--workers", "64"]);
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let port = nodes[(t % 2) as usize].port;
+            std::thread::spawn(move || {
+                for i in 0..5000 {
+                    assert_eq!(pay(port, &uuid(t * 100_000 + i), "19.90"), 202);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client");
+    }
+    drain_all(&nodes);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", nodes[0].port)).expect("connect");
+    let mut samples = Vec::new();
+    let q = format!(
+        "/payments-summary?from={}&to={}",
+        iso(now_ms() - 60_000),
+        iso(now_ms())
+    );
+    let req = format!("GET {q} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..2000 {
+        let t = std::time::Instant::now();
+        std::io::Write::write_all(&mut s, req.as_bytes()).expect("write");
+        let mut got = 0;
+        loop {
+            got += std::io::Read::read(&mut s, &mut buf[got..]).expect("read");
+            let text = String::from_utf8_lossy(&buf[..got]);
+            if text.contains("\r\n\r\n") && text.ends_with("}}") {
+                break;
+            }
+        }
+        samples.push(t.elapsed().as_micros());
+    }
+    samples.sort_unstable();
+    let pct = |p: usize| samples[samples.len() * p / 100];
+    eprintln!(
+        "summary_latency over 20000 records with 1 peer: p50 {} us, p99 {} us, max {} us",
+        pct(50),
+        pct(99),
+        samples[samples.len() - 1]
+    );
+}

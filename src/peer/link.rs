@@ -374,6 +374,8 @@ impl Shared {
         if start <= st.have {
             st.have = st.have.max(start.saturating_add(records.len() as u64));
         }
+        drop(recv);
+        self.barrier_progress();
     }
 
     /// Applies a peer's purge once per (incarnation, epoch); returns our new epoch.

@@ -12,7 +12,7 @@ mod net;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// Every connection not yet closed (registered or still handshaking), for shutdown.
     conns: Mutex<Vec<Weak<Conn>>>,
+    /// Called when a barrier may have completed, so that its poller need not spin.
+    on_barrier_progress: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,6 +113,15 @@ impl Shared {
         for e in lock(&w.entries).iter_mut().filter(|e| e.peer == peer) {
             e.state = EntryState::Acked { epoch, own_len };
         }
+        self.barrier_progress();
+    }
+
+    /// Wakes the barrier poller if any barrier is open.
+    fn barrier_progress(&self) {
+        let open = lock(&self.barriers).values().any(|w| w.strong_count() > 0);
+        if let (true, Some(f)) = (open, self.on_barrier_progress.get()) {
+            f();
+        }
     }
 
     /// A link went down: barriers waiting on it complete without that peer.
@@ -126,6 +137,7 @@ impl Shared {
                 }
             }
         }
+        self.barrier_progress();
     }
 
     fn owner(&self, id: &CorrelationId) -> u32 {
@@ -173,6 +185,7 @@ impl Peers {
             barriers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             conns: Mutex::new(Vec::new()),
+            on_barrier_progress: OnceLock::new(),
         });
         let mut threads = Vec::new();
         let mut listen = None;
@@ -201,6 +214,11 @@ impl Peers {
     /// This instance's id.
     pub fn id(&self) -> u32 {
         self.shared.id
+    }
+
+    /// Sets what to call when a barrier may have completed (once; later calls are ignored).
+    pub fn on_barrier_progress(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.shared.on_barrier_progress.set(f);
     }
 
     /// Ids of the peers linked right now, sorted.
@@ -357,5 +375,6 @@ pub(crate) fn test_shared(id: u32, token: &str) -> Arc<Shared> {
         barriers: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
         conns: Mutex::new(Vec::new()),
+        on_barrier_progress: OnceLock::new(),
     })
 }
