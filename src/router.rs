@@ -15,8 +15,14 @@
 //!    about one in flight) so its recovery is seen.
 //!
 //! A payment whose outcome is unknown is pinned to the processor that may hold it.
+//!
+//! Waiting is cheap: a waiting worker parks on a condition variable until its own
+//! defer deadline; one worker per processor (the lead) wakes for the next probe, and a
+//! recovery wakes them all. (Sleeping in short steps instead cost most of the
+//! instances' CPU in context switches during an outage.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use crate::config::RouterConfig;
@@ -26,7 +32,13 @@ use crate::payment::Processor;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     Send(Processor),
-    Wait(Duration),
+    /// Wait for `target`: its next probe is due in `probe_in`, and this payment may go
+    /// elsewhere in `defer_in` (see `Router::park`).
+    Wait {
+        target: Processor,
+        probe_in: Duration,
+        defer_in: Duration,
+    },
 }
 
 /// What a worker saw from a processor.
@@ -52,15 +64,25 @@ struct State {
 pub struct Router {
     cfg: RouterConfig,
     state: [State; 2],
+    /// Held to notify `wake` on a failing → healthy transition.
+    recovery: Mutex<()>,
+    wake: Condvar,
+    /// Per processor: a parked worker is already waiting to take its next probe.
+    lead: [AtomicBool; 2],
 }
 
 const MIN_WAIT: Duration = Duration::from_millis(5);
+/// Longest park: a bound on any missed wake-up.
+const MAX_PARK: Duration = Duration::from_millis(1000);
 
 impl Router {
     pub fn new(cfg: RouterConfig) -> Router {
         Router {
             cfg,
             state: Default::default(),
+            recovery: Mutex::new(()),
+            wake: Condvar::new(),
+            lead: Default::default(),
         }
     }
 
@@ -106,7 +128,7 @@ impl Router {
             return if !self.is_failing(p) || self.take_probe(p, now_ms) {
                 Decision::Send(p)
             } else {
-                self.wait(self.until_probe(p, now_ms))
+                self.wait(p, self.until_probe(p, now_ms), u64::MAX)
             };
         }
         let fallback_ok = !self.is_failing(F);
@@ -138,17 +160,56 @@ impl Router {
             return Decision::Send(F);
         }
         let until_defer = self.cfg.max_defer_ms.saturating_sub(waited);
-        self.wait(self.until_probe(D, now_ms).min(until_defer.max(1)))
+        self.wait(D, self.until_probe(D, now_ms), until_defer)
     }
 
-    fn wait(&self, ms: u64) -> Decision {
-        Decision::Wait(Duration::from_millis(ms).clamp(MIN_WAIT, Duration::from_millis(100)))
+    fn wait(&self, target: Processor, probe_ms: u64, defer_ms: u64) -> Decision {
+        let bound = |ms: u64| Duration::from_millis(ms).clamp(MIN_WAIT, MAX_PARK);
+        Decision::Wait {
+            target,
+            probe_in: bound(probe_ms),
+            defer_in: bound(defer_ms),
+        }
+    }
+
+    /// Blocks the calling worker as a `Wait` decision says: until the payment's defer
+    /// deadline, or — for the one lead worker of `target` — until its next probe, or
+    /// until any processor recovers.
+    pub fn park(&self, decision: Decision) {
+        let Decision::Wait {
+            target,
+            probe_in,
+            defer_in,
+        } = decision
+        else {
+            return;
+        };
+        let lead = &self.lead[target.index()];
+        let leading = lead.compare_exchange(false, true, Relaxed, Relaxed).is_ok();
+        let timeout = if leading {
+            probe_in.min(defer_in)
+        } else {
+            defer_in
+        };
+        let guard = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock that a recovery notifies under: no wake-up is lost.
+        // One wait, not a loop: a hand-off, a recovery or the timeout all end it.
+        if self.is_failing(target) {
+            drop(self.wake.wait_timeout(guard, timeout));
+        }
+        if leading {
+            lead.store(false, Relaxed);
+            // Hand the lead on: another parked worker waits for the probe after this one.
+            self.wake.notify_one();
+        }
     }
 
     fn mark_healthy(&self, p: Processor, now_ms: u64) {
         let st = self.st(p);
         if st.failing.swap(false, Relaxed) {
             st.healthy_since_ms.store(now_ms, Relaxed);
+            let _held = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
+            self.wake.notify_all();
         }
     }
 
@@ -232,7 +293,10 @@ mod tests {
         let r = router();
         r.observe(D, Observation::Failed, 0);
         assert_eq!(r.decide(0, None, 10_000), Decision::Send(D), "probe");
-        assert!(matches!(r.decide(9_000, None, 10_001), Decision::Wait(_)));
+        assert!(matches!(
+            r.decide(9_000, None, 10_001),
+            Decision::Wait { .. }
+        ));
         assert_eq!(
             r.decide(2_000, None, 10_002),
             Decision::Send(F),
@@ -245,7 +309,7 @@ mod tests {
             "fallback probe"
         );
         assert!(
-            matches!(r.decide(2_000, None, 10_004), Decision::Wait(_)),
+            matches!(r.decide(2_000, None, 10_004), Decision::Wait { .. }),
             "both failing"
         );
         r.observe(D, Observation::Answered(20), 0);
@@ -262,7 +326,18 @@ mod tests {
         r.observe(D, Observation::Failed, 0);
         assert_eq!(r.decide(0, None, 100), Decision::Send(D));
         match r.decide(100, None, 101) {
-            Decision::Wait(d) => assert!(d >= MIN_WAIT && d <= Duration::from_millis(100)),
+            Decision::Wait {
+                target,
+                probe_in,
+                defer_in,
+            } => {
+                assert_eq!(target, D);
+                assert_eq!(probe_in, Duration::from_millis(249));
+                assert_eq!(
+                    defer_in, MAX_PARK,
+                    "7,999 ms to the defer deadline, bounded"
+                );
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -272,7 +347,7 @@ mod tests {
         let r = router();
         r.observe(F, Observation::Failed, 0);
         assert_eq!(r.decide(0, Some(F), 500), Decision::Send(F), "probe");
-        assert!(matches!(r.decide(0, Some(F), 501), Decision::Wait(_)));
+        assert!(matches!(r.decide(0, Some(F), 501), Decision::Wait { .. }));
         r.observe(F, Observation::Answered(3), 0);
         assert_eq!(r.decide(0, Some(F), 502), Decision::Send(F));
     }
@@ -286,7 +361,7 @@ mod tests {
         assert!(
             matches!(
                 r.decide(0, None, 40_010),
-                Decision::Send(D) | Decision::Wait(_)
+                Decision::Send(D) | Decision::Wait { .. }
             ),
             "fallback just recovered: default gets its probe rounds first"
         );
@@ -299,5 +374,17 @@ mod tests {
             Decision::Send(F),
             "after the grace"
         );
+    }
+
+    #[test]
+    fn park_returns_at_once_when_the_target_has_recovered() {
+        let r = router();
+        r.observe(D, Observation::Failed, 0);
+        assert_eq!(r.decide(0, None, 10), Decision::Send(D), "probe");
+        let wait = r.decide(0, None, 11);
+        assert!(matches!(wait, Decision::Wait { .. }));
+        r.observe(D, Observation::Answered(5), 12);
+        r.park(wait);
+        assert!(!r.lead[0].load(Relaxed), "the lead is handed back");
     }
 }

@@ -65,8 +65,8 @@ impl Worker {
         let mut open: Vec<i64> = Vec::new();
         loop {
             let proc = match self.shared.router.decide(p.accepted_ms, pinned, mono_ms()) {
-                Decision::Wait(d) => {
-                    std::thread::sleep(d);
+                wait @ Decision::Wait { .. } => {
+                    self.shared.router.park(wait);
                     continue;
                 }
                 Decision::Send(proc) => proc,
