@@ -23,30 +23,37 @@ fn assert_consistent(backend: &Proc, d: &Proc, f: &Proc, from: i64, to: i64) -> 
     ours
 }
 
-/// Every payment accepted is paid once, and summaries agree over many windows.
+/// 600 payments from 12 concurrent clients, with default failing for a while in the
+/// middle: every payment accepted is paid once, and summaries agree over many windows.
 #[test]
-fn pays_concurrently_and_agrees_over_windows() {
+fn pays_600_concurrently_through_a_default_failure() {
     let (d, f) = (processor("0.05"), processor("0.15"));
-    let b = rinha(&d, &f, &["--workers", "16"]);
+    let b = rinha(&d, &f, &["--workers", "32", "--max-defer-ms", "1000"]);
     let start = now_ms();
-    let threads: Vec<_> = (0..8u64)
+    let threads: Vec<_> = (0..12u64)
         .map(|t| {
             let port = b.port;
             std::thread::spawn(move || {
-                for i in 0..25 {
+                for i in 0..50 {
                     assert_eq!(pay(port, &uuid(t * 1000 + i), "19.90"), 202);
+                    std::thread::sleep(Duration::from_millis(30));
                 }
             })
         })
         .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    set_failure(&d, true);
+    std::thread::sleep(Duration::from_millis(1500));
+    set_failure(&d, false);
     for t in threads {
         t.join().expect("client thread");
     }
     wait_drained(&b, LONG);
     let end = now_ms() + 1;
     let all = assert_consistent(&b, &d, &f, start - 1000, end);
-    assert_eq!(all[0].0 + all[1].0, 200, "every payment paid exactly once");
-    assert_eq!(all[0].1 + all[1].1, 200 * 1990);
+    eprintln!("pays_600: default/fallback {all:?}");
+    assert_eq!(all[0].0 + all[1].0, 600, "every payment paid exactly once");
+    assert_eq!(all[0].1 + all[1].1, 600 * 1990);
     let step = ((end - start) / 7).max(1);
     for k in 0..8 {
         assert_consistent(&b, &d, &f, start + k * step, start + (k + 1) * step + 3);
