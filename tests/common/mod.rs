@@ -2,10 +2,12 @@
 //! emulator and `rinha`), a raw HTTP/1.1 client, and polling helpers.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A child process killed (by PID) when dropped.
@@ -336,4 +338,423 @@ pub fn wait_linked(backend: &Proc, n: usize, timeout: Duration) {
         assert!(Instant::now() < end, "peers not linked: {}", h.body);
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Fault injection (tests/faults.rs): a restartable emulator, a keep-alive client, a
+// loopback TCP proxy that counts and cuts, a per-id audit of the processors, RSS.
+
+/// Starts the processor emulator on `127.0.0.1:port` (a restart at the same address).
+pub fn processor_at(fee: &str, port: u16) -> Proc {
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["--listen", &listen, "--fee", fee, "--token", "123"];
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_processor"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start processor");
+        let mut line = String::new();
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let _ = out.read_line(&mut line);
+        if line.contains(&listen) {
+            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+            return Proc { child, port };
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(Instant::now() < end, "processor could not bind {listen}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts `rinha` against processors (or proxies) listening on loopback ports; with
+/// `FAULTS_LOG` set in the environment its log lines are echoed to stderr.
+pub fn rinha_at(default_port: u16, fallback_port: u16, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "--listen".to_string(),
+        "127.0.0.1:0".to_string(),
+        "--default-url".to_string(),
+        format!("http://127.0.0.1:{default_port}"),
+        "--fallback-url".to_string(),
+        format!("http://127.0.0.1:{fallback_port}"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rinha"))
+        .args(&args)
+        .env_clear()
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rinha");
+    let err = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    let pid = child.id();
+    let echo = std::env::var_os("FAULTS_LOG").is_some();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if echo {
+                eprintln!("[rinha {pid}] {line}");
+            }
+            if let Some(p) = line.strip_prefix("rinha: listening on tcp port ") {
+                let _ = tx.send(p.trim().parse::<u16>().unwrap_or(0));
+            }
+        }
+    });
+    let port = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("rinha did not report its port");
+    Proc { child, port }
+}
+
+/// A keep-alive HTTP/1.1 client of one loopback port; reconnects when the server
+/// closed the connection (safe for our requests: GETs and idempotent payment POSTs).
+pub struct Client {
+    pub port: u16,
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn new(port: u16) -> Client {
+        Client {
+            port,
+            stream: None,
+            buf: Vec::new(),
+        }
+    }
+
+    /// One exchange; status 0 if two connections in a row gave no complete response.
+    pub fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() || method != "GET" {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        for _ in 0..2 {
+            if let Some(r) = self.exchange(req.as_bytes()) {
+                return r;
+            }
+        }
+        Resp {
+            status: 0,
+            head: String::new(),
+            body: String::new(),
+        }
+    }
+
+    pub fn pay(&mut self, id: &str, amount: &str) -> u16 {
+        let body = format!(r#"{{"correlationId":"{id}","amount":{amount}}}"#);
+        self.send("POST", "/payments", &[], &body).status
+    }
+
+    fn exchange(&mut self, req: &[u8]) -> Option<Resp> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+            let _ = s.set_nodelay(true);
+            self.stream = Some(s);
+            self.buf.clear();
+        }
+        let s = self.stream.as_mut()?;
+        let got = s
+            .write_all(req)
+            .ok()
+            .and_then(|_| read_one(s, &mut self.buf));
+        if got.is_none() {
+            self.stream = None;
+        }
+        got
+    }
+}
+
+/// Reads one response (Content-Length or chunked) from `s`; leftovers stay in `buf`.
+fn read_one(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Resp> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(n) = complete_len(buf) {
+            let resp = parse_response(&buf[..n]);
+            buf.drain(..n);
+            return Some(resp);
+        }
+        let n = s.read(&mut chunk).ok().filter(|&n| n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Length of the first complete response in `buf`, if there is one.
+fn complete_len(buf: &[u8]) -> Option<usize> {
+    let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+    if text.contains("transfer-encoding: chunked") {
+        let mut at = head;
+        loop {
+            let line = buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+            let size = std::str::from_utf8(&buf[at..at + line]).ok()?;
+            let size = usize::from_str_radix(size.trim(), 16).ok()?;
+            at += line + 2 + size + 2;
+            if size == 0 {
+                return (buf.len() >= at).then_some(at);
+            }
+        }
+    }
+    let len = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    (buf.len() >= head + len).then_some(head + len)
+}
+
+/// Where each posted correlationId ended up, asked of both processors one by one
+/// (`GET /payments/{id}`).
+#[derive(Debug, Default)]
+pub struct Audit {
+    pub once: u64,
+    pub lost: Vec<String>,
+    pub doubled: Vec<String>,
+}
+
+pub fn audit(ids: &[String], default: &Proc, fallback: &Proc) -> Audit {
+    let mut clients = [Client::new(default.port), Client::new(fallback.port)];
+    let mut a = Audit::default();
+    for id in ids {
+        let mut found = 0;
+        for c in clients.iter_mut() {
+            let r = c.send("GET", &format!("/payments/{id}"), &[], "");
+            assert!(
+                r.status == 200 || r.status == 404,
+                "GET /payments/{id}: {r:?}"
+            );
+            found += u32::from(r.status == 200);
+        }
+        match found {
+            0 => a.lost.push(id.clone()),
+            1 => a.once += 1,
+            _ => a.doubled.push(id.clone()),
+        }
+    }
+    a
+}
+
+/// VmRSS of a process in KiB (0 if it is gone).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The `p`-th percentile of `samples` in milliseconds (0 if empty).
+pub fn percentile_ms(samples: &mut [Duration], p: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    samples.sort_unstable();
+    let i = ((samples.len() as f64 * p / 100.0).ceil() as usize).clamp(1, samples.len()) - 1;
+    samples[i].as_secs_f64() * 1000.0
+}
+
+/// What the proxy does to the `POST /payments` exchanges that it picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// Closes both sides right after forwarding the request.
+    AfterRequest,
+    /// Closes both sides when the response starts, forwarding none of it.
+    BeforeResponse,
+    /// Forwards half of the response's first read, then closes both sides.
+    MidResponse,
+}
+
+pub const CUTS: [Cut; 3] = [Cut::AfterRequest, Cut::BeforeResponse, Cut::MidResponse];
+
+/// Shared state of a [`Proxy`]: switches set by the test, counters read by it.
+#[derive(Default)]
+pub struct ProxyState {
+    target: u16,
+    stop: AtomicBool,
+    /// New connections are accepted and closed at once (a partition).
+    pub refuse: AtomicBool,
+    /// Cut every N-th `POST /payments` exchange (0: never), rotating through [`CUTS`].
+    pub cut_every: AtomicU64,
+    pub posts: AtomicU64,
+    pub cuts: [AtomicU64; 3],
+    pub connections: AtomicU64,
+    /// `GET /payments/service-health` requests forwarded.
+    pub health_requests: AtomicU64,
+    /// Status codes of every response forwarded (or cut).
+    pub statuses: Mutex<HashMap<u16, u64>>,
+    live: Mutex<Vec<TcpStream>>,
+}
+
+impl ProxyState {
+    pub fn status_count(&self, status: u16) -> u64 {
+        lock(&self.statuses).get(&status).copied().unwrap_or(0)
+    }
+
+    pub fn total_cuts(&self) -> u64 {
+        self.cuts.iter().map(|c| c.load(SeqCst)).sum()
+    }
+
+    /// Closes every live connection (both sides); new ones are still accepted.
+    pub fn cut_all(&self) {
+        for s in lock(&self.live).drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A loopback TCP proxy to `127.0.0.1:target`, two std threads per connection; it
+/// counts HTTP request lines and statuses and can cut connections on command.
+pub struct Proxy {
+    pub port: u16,
+    pub state: Arc<ProxyState>,
+}
+
+impl Proxy {
+    pub fn new(target: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let state = Arc::new(ProxyState {
+            target,
+            ..ProxyState::default()
+        });
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if st.stop.load(SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                if st.refuse.load(SeqCst) {
+                    continue;
+                }
+                if let Ok(server) = TcpStream::connect(("127.0.0.1", st.target)) {
+                    proxy_connection(&st, client, server);
+                }
+            }
+        });
+        Proxy { port, state }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.state.stop.store(true, SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        self.state.cut_all();
+    }
+}
+
+fn proxy_connection(st: &Arc<ProxyState>, client: TcpStream, server: TcpStream) {
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    st.connections.fetch_add(1, SeqCst);
+    let clones = (client.try_clone(), server.try_clone());
+    let (Ok(c2), Ok(s2)) = clones else { return };
+    {
+        let mut live = lock(&st.live);
+        for s in [&client, &server] {
+            if let Ok(s) = s.try_clone() {
+                live.push(s);
+            }
+        }
+    }
+    // The cut armed by the request direction for the next response (0: none).
+    let armed = Arc::new(AtomicU64::new(0));
+    let (st1, st2, armed2) = (st.clone(), st.clone(), armed.clone());
+    std::thread::spawn(move || pump_requests(&st1, client, s2, &armed));
+    std::thread::spawn(move || pump_responses(&st2, server, c2, &armed2));
+}
+
+fn close_both(a: &TcpStream, b: &TcpStream) {
+    let _ = a.shutdown(Shutdown::Both);
+    let _ = b.shutdown(Shutdown::Both);
+}
+
+/// Occurrences of `pat` in `tail + chunk` that end inside `chunk`; keeps a new tail.
+fn scan(tail: &mut Vec<u8>, chunk: &[u8], pat: &[u8], mut each: impl FnMut(&[u8])) {
+    let old = tail.len();
+    tail.extend_from_slice(chunk);
+    for i in 0..tail.len().saturating_sub(pat.len() - 1) {
+        if i + pat.len() > old && tail[i..].starts_with(pat) {
+            each(&tail[i + pat.len()..]);
+        }
+    }
+    let keep = tail.len().saturating_sub(64);
+    tail.drain(..keep);
+}
+
+fn pump_requests(st: &ProxyState, mut from: TcpStream, mut to: TcpStream, armed: &AtomicU64) {
+    let (mut buf, mut tail, mut tail2) = ([0u8; 16384], Vec::new(), Vec::new());
+    while let Ok(n @ 1..) = from.read(&mut buf) {
+        let chunk = &buf[..n];
+        scan(&mut tail, chunk, b"GET /payments/service-health ", |_| {
+            st.health_requests.fetch_add(1, SeqCst);
+        });
+        let mut cut = None;
+        scan(&mut tail2, chunk, b"POST /payments ", |_| {
+            let k = st.posts.fetch_add(1, SeqCst) + 1;
+            let every = st.cut_every.load(SeqCst);
+            if every > 0 && k.is_multiple_of(every) {
+                cut = Some(CUTS[((k / every) % 3) as usize]);
+            }
+        });
+        if to.write_all(chunk).is_err() {
+            break;
+        }
+        match cut {
+            Some(Cut::AfterRequest) => {
+                st.cuts[0].fetch_add(1, SeqCst);
+                break;
+            }
+            Some(Cut::BeforeResponse) => armed.store(1, SeqCst),
+            Some(Cut::MidResponse) => armed.store(2, SeqCst),
+            None => {}
+        }
+    }
+    close_both(&from, &to);
+}
+
+fn pump_responses(st: &ProxyState, mut from: TcpStream, mut to: TcpStream, armed: &AtomicU64) {
+    let (mut buf, mut tail) = ([0u8; 16384], Vec::new());
+    while let Ok(n @ 1..) = from.read(&mut buf) {
+        let chunk = &buf[..n];
+        scan(&mut tail, chunk, b"HTTP/1.1 ", |rest| {
+            let code = rest.get(..3).and_then(|c| std::str::from_utf8(c).ok());
+            if let Some(code) = code.and_then(|c| c.parse().ok()) {
+                *lock(&st.statuses).entry(code).or_insert(0) += 1;
+            }
+        });
+        let keep = match armed.swap(0, SeqCst) {
+            1 => 0,
+            2 => n / 2,
+            _ => n,
+        };
+        if to.write_all(&chunk[..keep]).is_err() {
+            break;
+        }
+        if keep < n {
+            st.cuts[if keep == 0 { 1 } else { 2 }].fetch_add(1, SeqCst);
+            break;
+        }
+    }
+    close_both(&from, &to);
 }
