@@ -93,7 +93,7 @@ fi
 
 # The two instances: docker-compose.yml's environment with the sockets moved to RUN_DIR.
 # A new stack starts with new state: crash journals of an earlier run are removed.
-rm -f "$RUN_DIR"/journal-api*.bin
+rm -f "$RUN_DIR"/journal-api*
 for id in 1 2; do
     other=$((3 - id))
     start "api$id" env \

@@ -1,8 +1,8 @@
 //! A write-ahead journal that lets an instance killed with `kill -9` finish what it
 //! accepted: every accepted payment, every attempt (to which processor) and every
 //! recorded payment is appended (one `write` each, before the 202 leaves and before
-//! the processor is called) to a file that outlives the process (the compose file puts
-//! it on the shared tmpfs volume).
+//! the processor is called) to files that outlive the process (the compose file puts
+//! them on the shared tmpfs volume).
 //!
 //! On start-up `replay` rebuilds the ledger from `Recorded` entries and returns the
 //! payments still open, each pinned to the processor of its last attempt: that is the
@@ -16,8 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::sync::Mutex;
+use std::io::{self, Write};
 
 use crate::payment::{CorrelationId, Payment, Processor, Record};
 
@@ -26,8 +25,14 @@ const ATTEMPT: u8 = b'T';
 const RECORDED: u8 = b'R';
 const CANCELLED: u8 = b'X';
 
+/// Two append-only files, so that the event loop never waits on a worker: accepts
+/// (`PATH.accepted`, written by the event loop and the peer reader) and attempts and
+/// records (`PATH`, written by the workers). No lock: every entry is one `write(2)` on
+/// an `O_APPEND` file, which the kernel appends whole. (A mutex shared by the event
+/// loop and 256 workers stalled the loop behind preempted workers.)
 pub struct Journal {
-    file: Mutex<File>,
+    accepts: File,
+    work: File,
     path: String,
 }
 
@@ -39,19 +44,22 @@ pub struct Replay {
     pub open: Vec<Payment>,
 }
 
+fn read_all(path: &str) -> io::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        other => other,
+    }
+}
+
 impl Journal {
     /// Opens (creating if needed) the journal at `path` and reads what it holds.
     pub fn open(path: &str) -> io::Result<(Journal, Replay)> {
-        let mut bytes = Vec::new();
-        match File::open(path) {
-            Ok(mut f) => {
-                f.read_to_end(&mut bytes)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let replay = decode(&bytes);
-        // Rewrite it compacted: only what is still needed, then append from there.
+        let accepts_path = format!("{path}.accepted");
+        let mut d = Decoder::default();
+        d.feed(&read_all(&accepts_path)?);
+        d.feed(&read_all(path)?);
+        let replay = d.finish();
+        // Rewrite it compacted into `PATH`: only what is still needed.
         let mut compact = Vec::new();
         for r in &replay.recorded {
             encode_recorded(&mut compact, r);
@@ -65,19 +73,18 @@ impl Journal {
         let tmp = format!("{path}.tmp");
         std::fs::write(&tmp, &compact)?;
         std::fs::rename(&tmp, path)?;
-        let file = OpenOptions::new().append(true).open(path)?;
-        Ok((
-            Journal {
-                file: Mutex::new(file),
-                path: path.to_string(),
-            },
-            replay,
-        ))
+        std::fs::write(&accepts_path, [])?;
+        let append = |p: &str| OpenOptions::new().append(true).open(p);
+        let journal = Journal {
+            accepts: append(&accepts_path)?,
+            work: append(path)?,
+            path: path.to_string(),
+        };
+        Ok((journal, replay))
     }
 
-    fn append(&self, bytes: &[u8]) {
-        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = f.write_all(bytes) {
+    fn append(&self, mut file: &File, bytes: &[u8]) {
+        if let Err(e) = file.write_all(bytes) {
             eprintln!("rinha: journal {}: {e}", self.path);
         }
     }
@@ -86,7 +93,7 @@ impl Journal {
     pub fn accepted(&self, p: &Payment) {
         let mut b = Vec::with_capacity(25);
         encode_accepted(&mut b, p);
-        self.append(&b);
+        self.append(&self.accepts, &b);
     }
 
     /// A payment journaled as accepted was refused after all (queue full).
@@ -94,28 +101,29 @@ impl Journal {
         let mut b = Vec::with_capacity(17);
         b.push(CANCELLED);
         b.extend_from_slice(&id.0);
-        self.append(&b);
+        self.append(&self.accepts, &b);
     }
 
     /// A payment is about to be sent to `proc`.
     pub fn attempt(&self, id: &CorrelationId, proc: Processor) {
         let mut b = Vec::with_capacity(18);
         encode_attempt(&mut b, id, proc);
-        self.append(&b);
+        self.append(&self.work, &b);
     }
 
     /// A payment was recorded in the ledger.
     pub fn recorded(&self, r: &Record) {
         let mut b = Vec::with_capacity(34);
         encode_recorded(&mut b, r);
-        self.append(&b);
+        self.append(&self.work, &b);
     }
 
     /// Forgets everything (purge).
     pub fn clear(&self) {
-        let f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = f.set_len(0) {
-            eprintln!("rinha: journal {}: {e}", self.path);
+        for f in [&self.accepts, &self.work] {
+            if let Err(e) = f.set_len(0) {
+                eprintln!("rinha: journal {}: {e}", self.path);
+            }
         }
     }
 }
@@ -147,73 +155,103 @@ fn take<const N: usize>(b: &[u8], at: &mut usize) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// Decodes every complete entry; a torn last entry (killed mid-write) is ignored.
-pub fn decode(bytes: &[u8]) -> Replay {
-    let mut order: Vec<CorrelationId> = Vec::new();
-    let mut open: HashMap<CorrelationId, Payment> = HashMap::new();
-    let mut recorded: Vec<Record> = Vec::new();
-    let mut done: HashSet<CorrelationId> = HashSet::new();
-    let mut at = 0;
-    while let Some([tag]) = take::<1>(bytes, &mut at) {
-        let Some(id) = take::<16>(bytes, &mut at).map(CorrelationId) else {
-            break;
-        };
-        match tag {
-            ACCEPTED => {
-                let Some(c) = take::<8>(bytes, &mut at) else {
-                    break;
-                };
-                if !done.contains(&id) && !open.contains_key(&id) {
-                    let p = Payment {
-                        id,
-                        cents: u64::from_le_bytes(c),
-                        accepted_ms: 0,
-                        pin: None,
+/// Replays entries from any number of journal files: the accepts file first, then
+/// the workers' (entries of one payment in one file are in order; across files only
+/// set membership matters). A torn last entry of a file (killed mid-write) is ignored.
+#[derive(Default)]
+struct Decoder {
+    order: Vec<CorrelationId>,
+    open: HashMap<CorrelationId, Payment>,
+    pins: HashMap<CorrelationId, Processor>,
+    recorded: Vec<Record>,
+    done: HashSet<CorrelationId>,
+}
+
+impl Decoder {
+    fn feed(&mut self, bytes: &[u8]) {
+        let mut at = 0;
+        while let Some([tag]) = take::<1>(bytes, &mut at) {
+            let Some(id) = take::<16>(bytes, &mut at).map(CorrelationId) else {
+                return;
+            };
+            match tag {
+                ACCEPTED => {
+                    let Some(c) = take::<8>(bytes, &mut at) else {
+                        return;
                     };
-                    open.insert(id, p);
-                    order.push(id);
+                    if let std::collections::hash_map::Entry::Vacant(e) = self.open.entry(id) {
+                        let cents = u64::from_le_bytes(c);
+                        e.insert(Payment {
+                            id,
+                            cents,
+                            accepted_ms: 0,
+                            pin: None,
+                        });
+                        self.order.push(id);
+                    }
                 }
-            }
-            ATTEMPT => {
-                let Some([p]) = take::<1>(bytes, &mut at) else {
-                    break;
-                };
-                if let (Some(e), Some(proc)) = (open.get_mut(&id), Processor::from_index(p)) {
-                    e.pin = Some(proc);
+                CANCELLED => {
+                    // Written after its `A`, in the same file: a later `A` accepts anew.
+                    self.open.remove(&id);
                 }
-            }
-            RECORDED => {
-                let (Some([p]), Some(c), Some(t)) = (
-                    take::<1>(bytes, &mut at),
-                    take::<8>(bytes, &mut at),
-                    take::<8>(bytes, &mut at),
-                ) else {
-                    break;
-                };
-                let Some(processor) = Processor::from_index(p) else {
-                    break;
-                };
-                open.remove(&id);
-                if done.insert(id) {
-                    recorded.push(Record {
-                        id,
-                        requested_at_us: i64::from_le_bytes(t),
-                        cents: u64::from_le_bytes(c),
-                        processor,
-                    });
+                ATTEMPT => {
+                    let Some([p]) = take::<1>(bytes, &mut at) else {
+                        return;
+                    };
+                    if let Some(proc) = Processor::from_index(p) {
+                        self.pins.insert(id, proc);
+                    }
                 }
+                RECORDED => {
+                    let (Some([p]), Some(c), Some(t)) = (
+                        take::<1>(bytes, &mut at),
+                        take::<8>(bytes, &mut at),
+                        take::<8>(bytes, &mut at),
+                    ) else {
+                        return;
+                    };
+                    let Some(processor) = Processor::from_index(p) else {
+                        return;
+                    };
+                    if self.done.insert(id) {
+                        let requested_at_us = i64::from_le_bytes(t);
+                        let cents = u64::from_le_bytes(c);
+                        self.recorded.push(Record {
+                            id,
+                            requested_at_us,
+                            cents,
+                            processor,
+                        });
+                    }
+                }
+                _ => return,
             }
-            CANCELLED => {
-                open.remove(&id);
-            }
-            _ => break,
         }
     }
-    let open = order
-        .into_iter()
-        .filter_map(|id| open.remove(&id))
-        .collect();
-    Replay { recorded, open }
+
+    fn finish(mut self) -> Replay {
+        let mut open = Vec::new();
+        for id in self.order {
+            if self.done.contains(&id) {
+                continue;
+            }
+            if let Some(mut p) = self.open.remove(&id) {
+                p.pin = self.pins.get(&id).copied();
+                open.push(p);
+            }
+        }
+        Replay {
+            recorded: self.recorded,
+            open,
+        }
+    }
+}
+
+/// Decodes one journal file's bytes.
+pub fn decode(bytes: &[u8]) -> Replay {
+    let mut d = Decoder::default();
+    d.feed(bytes);
+    d.finish()
 }
 
 #[cfg(test)]
@@ -295,5 +333,34 @@ mod tests {
         drop(j);
         assert_eq!(Journal::open(&path).unwrap().1, Replay::default());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_torn_accepts_file_does_not_hide_the_workers_entries() {
+        let mut accepts = Vec::new();
+        encode_accepted(&mut accepts, &pay(1));
+        encode_accepted(&mut accepts, &pay(2));
+        accepts.push(CANCELLED);
+        accepts.extend_from_slice(&pay(2).id.0);
+        encode_accepted(&mut accepts, &pay(2));
+        encode_accepted(&mut accepts, &pay(3));
+        accepts.truncate(accepts.len() - 3);
+        let mut work = Vec::new();
+        encode_attempt(&mut work, &pay(2).id, Processor::Default);
+        encode_recorded(&mut work, &rec(1, Processor::Fallback));
+        let mut d = Decoder::default();
+        d.feed(&accepts);
+        d.feed(&work);
+        let r = d.finish();
+        assert_eq!(r.recorded, vec![rec(1, Processor::Fallback)]);
+        let pinned = Payment {
+            pin: Some(Processor::Default),
+            ..pay(2)
+        };
+        assert_eq!(
+            r.open,
+            vec![pinned],
+            "re-accepted after a cancel; 3 was torn"
+        );
     }
 }
