@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::intake::Intake;
+use crate::ledger::Ledger;
 use crate::payment::{CorrelationId, Payment, Processor};
 use crate::peer::{PeerEvents, Peers};
 use crate::router::Router;
@@ -37,6 +38,7 @@ impl Cluster for Peers {
 pub struct Events {
     pub router: Arc<Router>,
     pub intake: Arc<Intake>,
+    pub ledger: Arc<Ledger>,
 }
 
 impl PeerEvents for Events {
@@ -46,7 +48,9 @@ impl PeerEvents for Events {
     }
 
     fn on_forwarded(&self, p: Payment) -> bool {
-        self.intake.submit(p).is_ok()
+        // A forward sent again after a broken link may already be paid (or queued:
+        // the intake ignores ids it has accepted).
+        self.ledger.contains(&p.id) || self.intake.submit(p).is_ok()
     }
 
     fn on_purge(&self) {

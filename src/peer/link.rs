@@ -389,6 +389,7 @@ impl Shared {
             if fresh {
                 st.purged_by = key;
                 self.ledger.purge();
+                lock(&self.forwarded).clear();
                 recv.values_mut().for_each(|st| st.have = 0);
             }
             fresh
@@ -456,6 +457,7 @@ fn dispatch(s: &Shared, c: &Conn, f: Frame) -> Result<(), String> {
             }
         }
         Frame::Bounce(p) => {
+            s.forward_taken_back(&p.id);
             if !s.events.on_forwarded(payment_of(&p)) {
                 eprintln!("peer: bounced payment {:?} dropped: local queue full", p.id);
             }
@@ -490,6 +492,7 @@ fn run_conn(s: &Arc<Shared>, stream: Stream, mut rd: FrameReader, h: Hello, outb
         return;
     }
     c.push(Frame::Want(want));
+    s.resend_forwards(c.peer, &c);
     if owe_purge {
         c.push(Frame::Purge {
             epoch: s.ledger.epoch(),
@@ -577,7 +580,6 @@ fn writer(s: &Shared, c: &Conn, mut stream: Stream) {
     let mut waiting: Vec<PendingAck> = Vec::new();
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut last_write = Instant::now();
-    let mut unsent = VecDeque::new();
     while let Some(work) = c.take_work(if waiting.is_empty() {
         PING_EVERY
     } else {
@@ -596,7 +598,6 @@ fn writer(s: &Shared, c: &Conn, mut stream: Stream) {
         for f in &work.forwards {
             codec::encode(&Frame::Forward(*f), &mut buf);
         }
-        unsent = work.forwards;
         for f in &work.control {
             codec::encode(f, &mut buf);
         }
@@ -623,12 +624,14 @@ fn writer(s: &Shared, c: &Conn, mut stream: Stream) {
             }
             buf.clear();
             last_write = now;
-            unsent.clear();
         }
     }
-    // Forwards that never left (or may not have) are paid here.
-    unsent.extend(std::mem::take(&mut lock(&c.out).forwards));
-    for f in unsent {
+    // The batch being written when the link failed may have reached the owner: it stays
+    // in `forwarded` and goes again when the owner links again (who ignores what it
+    // has); paying it here could pay it twice. Forwards still queued never left: paid here.
+    let queued = std::mem::take(&mut lock(&c.out).forwards);
+    for f in queued {
+        s.forward_taken_back(&f.id);
         if !s.events.on_forwarded(payment_of(&f)) {
             eprintln!(
                 "peer: undeliverable payment {:?} dropped: local queue full",

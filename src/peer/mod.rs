@@ -75,7 +75,14 @@ pub(crate) struct Shared {
     conns: Mutex<Vec<Weak<Conn>>>,
     /// Called when a barrier may have completed, so that its poller need not spin.
     on_barrier_progress: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Forwards handed to a link, by id, with their owner, until the owner's record
+    /// of them arrives here: a link that breaks may have lost them in flight, so they
+    /// are sent again when the owner links again (it ignores what it already has).
+    forwarded: Mutex<HashMap<CorrelationId, (u32, Forwarded)>>,
 }
+
+/// Prune `Shared::forwarded` of recorded payments every this many forwards.
+const PRUNE_FORWARDED_EVERY: usize = 1024;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -121,6 +128,24 @@ impl Shared {
         let open = lock(&self.barriers).values().any(|w| w.strong_count() > 0);
         if let (true, Some(f)) = (open, self.on_barrier_progress.get()) {
             f();
+        }
+    }
+
+    /// Forgets a forward that this instance pays itself after all (bounced, unsent).
+    fn forward_taken_back(&self, id: &CorrelationId) {
+        lock(&self.forwarded).remove(id);
+    }
+
+    /// Sends `owner`'s unrecorded forwards again on its new link.
+    fn resend_forwards(&self, owner: u32, c: &Conn) {
+        let mut pending = lock(&self.forwarded);
+        pending.retain(|id, _| !self.ledger.contains(id));
+        let again = pending.values().filter(|(o, _)| *o == owner).count();
+        for (_, f) in pending.values().filter(|(o, _)| *o == owner) {
+            c.push_forward(*f);
+        }
+        if again > 0 {
+            eprintln!("peer: {again} forwards sent again to instance {owner}");
         }
     }
 
@@ -186,6 +211,7 @@ impl Peers {
             next_id: AtomicU64::new(1),
             conns: Mutex::new(Vec::new()),
             on_barrier_progress: OnceLock::new(),
+            forwarded: Mutex::new(HashMap::new()),
         });
         let mut threads = Vec::new();
         let mut listen = None;
@@ -241,6 +267,7 @@ impl Peers {
     pub fn purge_all(&self) {
         let s = &self.shared;
         s.forget_received();
+        lock(&s.forwarded).clear();
         for st in lock(&s.recv).values_mut() {
             st.blocked = true;
         }
@@ -265,11 +292,20 @@ impl Peers {
             return false;
         };
         let age = crate::time::mono_ms().saturating_sub(p.accepted_ms);
-        c.push_forward(Forwarded {
+        let f = Forwarded {
             id: p.id,
             cents: p.cents,
             age_ms: u32::try_from(age).unwrap_or(u32::MAX),
-        })
+        };
+        let mut pending = lock(&self.shared.forwarded);
+        if !c.push_forward(f) {
+            return false;
+        }
+        pending.insert(p.id, (owner, f));
+        if pending.len().is_multiple_of(PRUNE_FORWARDED_EVERY) {
+            pending.retain(|id, _| !self.shared.ledger.contains(id));
+        }
+        true
     }
 
     /// Shares a health reading with every linked peer.
@@ -376,5 +412,6 @@ pub(crate) fn test_shared(id: u32, token: &str) -> Arc<Shared> {
         next_id: AtomicU64::new(1),
         conns: Mutex::new(Vec::new()),
         on_barrier_progress: OnceLock::new(),
+        forwarded: Mutex::new(HashMap::new()),
     })
 }
