@@ -73,6 +73,7 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
     let events = Arc::new(Events {
         router: router.clone(),
         intake: intake.clone(),
+        ledger: ledger.clone(),
     });
     let peers = Peers::start(cfg, ledger.clone(), inflight.clone(), events)?;
     let busy = Arc::new(AtomicUsize::new(0));
@@ -88,13 +89,14 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
         }),
         busy: busy.clone(),
     });
+    let nice = cfg.worker_nice;
     for i in 0..cfg.workers {
         let w = Worker::new(shared.clone(), client(&default), client(&fallback));
         let rx = rx.clone();
         std::thread::Builder::new()
             .name(format!("worker-{i}"))
             .stack_size(WORKER_STACK)
-            .spawn(move || w.run(rx))?;
+            .spawn(move || w.run(rx, nice))?;
     }
     if !replay.recorded.is_empty() || !replay.open.is_empty() {
         eprintln!(

@@ -131,6 +131,8 @@ struct Conn {
     wbuf: Vec<u8>,
     wpos: usize,
     last_active_ms: u64,
+    /// When the first byte of the request still incomplete in `rbuf` arrived.
+    partial_since_ms: Option<u64>,
     closing: bool,
     writable: bool,
     pending: Option<Pending>,
@@ -152,6 +154,7 @@ pub struct Server {
     limits: Limits,
     max_conns: usize,
     idle_timeout_ms: u64,
+    request_timeout_ms: u64,
     app: App,
 }
 
@@ -205,6 +208,7 @@ impl Server {
             },
             max_conns: cfg.max_conns,
             idle_timeout_ms: cfg.idle_timeout.as_millis() as u64,
+            request_timeout_ms: cfg.request_timeout.as_millis() as u64,
             app,
         })
     }
@@ -296,10 +300,12 @@ impl Server {
         self.open += 1;
         self.conns[idx] = Some(Conn {
             stream,
-            rbuf: Vec::with_capacity(READ_CHUNK),
-            wbuf: Vec::with_capacity(READ_CHUNK),
+            // Allocated on first use: an idle connection costs a few hundred bytes.
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
             wpos: 0,
             last_active_ms: mono_ms(),
+            partial_since_ms: None,
             closing: false,
             writable: false,
             pending: None,
@@ -347,6 +353,10 @@ impl Server {
             }
         }
         handle_requests(conn, &self.limits, &self.app);
+        conn.partial_since_ms = match (conn.rbuf.is_empty(), conn.partial_since_ms) {
+            (true, _) => None,
+            (false, since) => since.or(Some(conn.last_active_ms)),
+        };
         if conn.pending.is_some() && !self.parked.contains(&idx) {
             self.parked.push(idx);
         }
@@ -439,12 +449,26 @@ impl Server {
         }
     }
 
+    /// Closes connections idle for `idle_timeout`, and those whose current request has
+    /// not completed within `request_timeout` of its first byte (a slowloris keeps a
+    /// connection active, never idle) after a best-effort 408.
     fn sweep_idle(&mut self, now: u64) {
         for idx in 0..self.conns.len() {
-            let idle = self.conns[idx].as_ref().is_some_and(|c| {
-                c.pending.is_none() && now.saturating_sub(c.last_active_ms) > self.idle_timeout_ms
-            });
-            if idle {
+            let Some(c) = self.conns[idx].as_mut() else {
+                continue;
+            };
+            let idle = now.saturating_sub(c.last_active_ms) > self.idle_timeout_ms;
+            let slow = c
+                .partial_since_ms
+                .is_some_and(|t| now.saturating_sub(t) > self.request_timeout_ms);
+            if slow && c.wpos == c.wbuf.len() {
+                let _ = c.stream.write(&http::error_response(
+                    408,
+                    "request not completed in time",
+                    true,
+                ));
+            }
+            if c.pending.is_none() && (idle || slow) {
                 self.close(idx);
             }
         }
