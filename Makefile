@@ -104,8 +104,8 @@ clean:
 	$(CARGO) clean
 	rm -rf bench/results
 
-# The #[ignore]d fault tests (docs/RELIABILITY.md), one at a time; known gaps skipped.
+# The #[ignore]d fault tests (docs/RELIABILITY.md), one at a time.
 # 10,000 idle connections need RLIMIT_NOFILE above 10,000: raise the soft limit.
 faults-long:
 	ulimit -n $$(ulimit -Hn) && $(CARGO) test --release --test faults -- --ignored \
-	    --test-threads=1 --nocapture --skip known_gap_
+	    --test-threads=1 --nocapture
