@@ -59,8 +59,6 @@ pub struct Config {
     pub default_url: String,
     pub fallback_url: String,
     pub workers: usize,
-    /// Nice value added to worker threads, so that the event loop wins the CPU.
-    pub worker_nice: i32,
     pub queue: usize,
     pub max_conns: usize,
     pub max_header: usize,
@@ -93,7 +91,6 @@ impl Default for Config {
             default_url: "http://127.0.0.1:8001".into(),
             fallback_url: "http://127.0.0.1:8002".into(),
             workers: 256,
-            worker_nice: 10,
             queue: 65_536,
             max_conns: 16_384,
             max_header: 8_192,
@@ -174,12 +171,6 @@ const FLAGS: &[Flag] = &[
         env: "RINHA_WORKERS",
         hint: "N",
         help: "processor client threads [256]",
-    },
-    Flag {
-        name: "worker-nice",
-        env: "RINHA_WORKER_NICE",
-        hint: "N",
-        help: "nice value of worker threads (0..19; the event loop keeps 0) [10]",
     },
     Flag {
         name: "queue",
@@ -354,7 +345,6 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "default-url" => cfg.default_url = v.to_string(),
         "fallback-url" => cfg.fallback_url = v.to_string(),
         "workers" => cfg.workers = num(name, v)?,
-        "worker-nice" => cfg.worker_nice = num(name, v)?,
         "queue" => cfg.queue = num(name, v)?,
         "max-conns" => cfg.max_conns = num(name, v)?,
         "max-header" => cfg.max_header = num(name, v)?,
@@ -404,9 +394,6 @@ fn validate(cfg: &mut Config) -> Result<(), String> {
     }
     if cfg.health_interval < Duration::from_secs(5) {
         return Err("--health-interval-ms must be >= 5000 (processor rate limit)".into());
-    }
-    if !(0..=19).contains(&cfg.worker_nice) {
-        return Err("--worker-nice must be within 0..=19".into());
     }
     if cfg.router.speedup == 0 {
         return Err("--speedup must be at least 1".into());
@@ -474,7 +461,7 @@ impl fmt::Display for Config {
         let r = &self.router;
         write!(
             f,
-            "listen=[{}] default={} fallback={} workers={} worker_nice={} queue={} max_conns={} max_header={} \
+            "listen=[{}] default={} fallback={} workers={} queue={} max_conns={} max_header={} \
              max_body={} idle_timeout={:?} client_timeout={:?} summary_wait={:?} summary_settle={} instance={} \
              peer_listen={} peers=[{}] peer_token={} purge_token={} journal={} slow_ms={} speedup={} \
              max_defer_ms={} probe_interval_ms={}",
@@ -482,7 +469,6 @@ impl fmt::Display for Config {
             self.default_url,
             self.fallback_url,
             self.workers,
-            self.worker_nice,
             self.queue,
             self.max_conns,
             self.max_header,

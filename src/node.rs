@@ -89,14 +89,13 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
         }),
         busy: busy.clone(),
     });
-    let nice = cfg.worker_nice;
     for i in 0..cfg.workers {
         let w = Worker::new(shared.clone(), client(&default), client(&fallback));
         let rx = rx.clone();
         std::thread::Builder::new()
             .name(format!("worker-{i}"))
             .stack_size(WORKER_STACK)
-            .spawn(move || w.run(rx, nice))?;
+            .spawn(move || w.run(rx))?;
     }
     if !replay.recorded.is_empty() || !replay.open.is_empty() {
         eprintln!(

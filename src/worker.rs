@@ -49,9 +49,8 @@ impl Worker {
         }
     }
 
-    /// Runs until the channel is closed, at `nice` below the event loop's priority.
-    pub fn run(mut self, rx: Receiver<Payment>, nice: i32) {
-        lower_priority(nice);
+    /// Runs until the channel is closed.
+    pub fn run(mut self, rx: Receiver<Payment>) {
         while let Ok(p) = rx.recv() {
             self.shared.busy.fetch_add(1, Relaxed);
             self.settle(p);
@@ -148,17 +147,5 @@ impl Worker {
         }
         self.shared.ledger.insert_own(r);
         (self.shared.on_record)();
-    }
-}
-
-/// Lowers the calling thread's priority: under a CPU quota the event loop, which
-/// answers every request, should not queue behind workers that only wait on I/O.
-pub fn lower_priority(nice: i32) {
-    if nice == 0 {
-        return;
-    }
-    let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
-        eprintln!("rinha: cannot set worker nice {nice}: {e}");
     }
 }
