@@ -51,6 +51,8 @@ pub struct RouterConfig {
     pub max_defer_ms: u64,
     /// Minimum spacing between probe payments sent to a processor believed failing.
     pub probe_interval_ms: u64,
+    /// No probe to a processor slower than this: its answer would land in the window.
+    pub max_probe_latency_ms: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +116,7 @@ impl Default for Config {
                 speedup: 3,
                 max_defer_ms: 8_000,
                 probe_interval_ms: 250,
+                max_probe_latency_ms: 1_200,
             },
         }
     }
@@ -304,6 +307,12 @@ const FLAGS: &[Flag] = &[
         hint: "MS",
         help: "router: spacing of probes to a failing processor [250]",
     },
+    Flag {
+        name: "max-probe-latency-ms",
+        env: "RINHA_MAX_PROBE_LATENCY_MS",
+        hint: "MS",
+        help: "router: no probes to a processor slower than this (health tells) [1200]",
+    },
 ];
 
 pub fn usage() -> String {
@@ -371,6 +380,7 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "speedup" => cfg.router.speedup = num(name, v)?,
         "max-defer-ms" => cfg.router.max_defer_ms = num(name, v)?,
         "probe-interval-ms" => cfg.router.probe_interval_ms = num(name, v)?,
+        "max-probe-latency-ms" => cfg.router.max_probe_latency_ms = num(name, v)?,
         _ => return Err(format!("unknown flag --{name} (see --help)")),
     }
     Ok(())
@@ -464,7 +474,7 @@ impl fmt::Display for Config {
             "listen=[{}] default={} fallback={} workers={} queue={} max_conns={} max_header={} \
              max_body={} idle_timeout={:?} client_timeout={:?} summary_wait={:?} summary_settle={} instance={} \
              peer_listen={} peers=[{}] peer_token={} purge_token={} journal={} slow_ms={} speedup={} \
-             max_defer_ms={} probe_interval_ms={}",
+             max_defer_ms={} probe_interval_ms={} max_probe_latency_ms={}",
             listen.join(","),
             self.default_url,
             self.fallback_url,
@@ -497,6 +507,7 @@ impl fmt::Display for Config {
             r.speedup,
             r.max_defer_ms,
             r.probe_interval_ms,
+            r.max_probe_latency_ms,
         )
     }
 }

@@ -12,7 +12,13 @@
 //!    already and fallback is healthy: then fallback pays it, so a long outage
 //!    costs the fee difference rather than the whole payment;
 //! 4. a slow default still gets a probe per interval (or per its latency, if longer:
-//!    about one in flight) so its recovery is seen.
+//!    about one in flight) so its recovery is seen;
+//! 5. no probe goes to a processor whose latency is above `max_probe_latency_ms`: its
+//!    answer, stored when failure is switched off during its delay, would land inside
+//!    the checkers' window (1.5–2 s before now) while the checks run, a race with
+//!    their concurrent summaries (seen: 1 inconsistency in a preview run from 2 s
+//!    probes at the 40 s stage). Such a processor's recovery is seen through the
+//!    health endpoint, polled every 5.1 s.
 //!
 //! A payment whose outcome is unknown is pinned to the processor that may hold it.
 //!
@@ -46,8 +52,8 @@ pub enum Decision {
 pub enum Observation {
     /// Answered 2xx/422 after this many milliseconds.
     Answered(u64),
-    /// 5xx, 429, unreachable, or no answer.
-    Failed,
+    /// 5xx or 429 after this many milliseconds (`None`: unreachable, or no answer).
+    Failed(Option<u64>),
 }
 
 #[derive(Default)]
@@ -98,13 +104,18 @@ impl Router {
         self.st(p).latency_ms.load(Relaxed)
     }
 
+    /// True if a probe's answer would come back before the checkers' window closes on it.
+    fn probe_ok(&self, p: Processor) -> bool {
+        self.latency_ms(p) <= self.cfg.max_probe_latency_ms
+    }
+
     fn slow(&self, p: Processor) -> bool {
         self.latency_ms(p) > self.cfg.slow_ms
     }
 
     /// Claims the probe slot of `p` if `probe_interval_ms` has passed since the last one.
     fn take_probe(&self, p: Processor, now_ms: u64) -> bool {
-        self.take_probe_every(p, now_ms, self.cfg.probe_interval_ms)
+        self.probe_ok(p) && self.take_probe_every(p, now_ms, self.cfg.probe_interval_ms)
     }
 
     fn take_probe_every(&self, p: Processor, now_ms: u64, interval_ms: u64) -> bool {
@@ -117,7 +128,11 @@ impl Router {
             .is_ok()
     }
 
+    /// Time to the next probe of `p`; never, if it is too slow to probe.
     fn until_probe(&self, p: Processor, now_ms: u64) -> u64 {
+        if !self.probe_ok(p) {
+            return u64::MAX;
+        }
         (self.st(p).last_probe_ms.load(Relaxed) + self.cfg.probe_interval_ms).saturating_sub(now_ms)
     }
 
@@ -137,11 +152,8 @@ impl Router {
             // A slow default is probed about once per its own latency: about one probe
             // in flight, so few payments are left waiting on it when traffic stops.
             let slow_probe = self.cfg.probe_interval_ms.max(self.latency_ms(D));
-            if self.slow(D)
-                && fallback_ok
-                && fallback_faster
-                && !self.take_probe_every(D, now_ms, slow_probe)
-            {
+            let probe = self.probe_ok(D) && self.take_probe_every(D, now_ms, slow_probe);
+            if self.slow(D) && fallback_ok && fallback_faster && !probe {
                 return Decision::Send(F);
             }
             return Decision::Send(D);
@@ -219,13 +231,23 @@ impl Router {
         match o {
             Observation::Answered(ms) => {
                 self.mark_healthy(p, now_ms);
-                let old = st.latency_ms.load(Relaxed);
-                // EWMA with weight 1/4: follows a stage change within a handful of answers.
-                let new = if old == 0 { ms } else { (old * 3 + ms) / 4 };
-                st.latency_ms.store(new, Relaxed);
+                self.smooth_latency(p, ms);
             }
-            Observation::Failed => st.failing.store(true, Relaxed),
+            Observation::Failed(took) => {
+                st.failing.store(true, Relaxed);
+                if let Some(ms) = took {
+                    self.smooth_latency(p, ms);
+                }
+            }
         }
+    }
+
+    /// EWMA with weight 1/4: follows a stage change within a handful of answers.
+    fn smooth_latency(&self, p: Processor, ms: u64) {
+        let st = self.st(p);
+        let old = st.latency_ms.load(Relaxed);
+        let new = if old == 0 { ms } else { (old * 3 + ms) / 4 };
+        st.latency_ms.store(new, Relaxed);
     }
 
     /// A health report (ours or a peer's): the processor's own view of itself.
@@ -251,6 +273,7 @@ mod tests {
             speedup: 3,
             max_defer_ms: 8_000,
             probe_interval_ms: 250,
+            max_probe_latency_ms: 1_200,
         })
     }
 
@@ -291,7 +314,7 @@ mod tests {
     #[test]
     fn failing_default_waits_then_defers_to_fallback() {
         let r = router();
-        r.observe(D, Observation::Failed, 0);
+        r.observe(D, Observation::Failed(None), 0);
         assert_eq!(r.decide(0, None, 10_000), Decision::Send(D), "probe");
         assert!(matches!(
             r.decide(9_000, None, 10_001),
@@ -302,7 +325,7 @@ mod tests {
             Decision::Send(F),
             "waited max_defer"
         );
-        r.observe(F, Observation::Failed, 0);
+        r.observe(F, Observation::Failed(None), 0);
         assert_eq!(
             r.decide(2_000, None, 10_003),
             Decision::Send(F),
@@ -323,7 +346,7 @@ mod tests {
     #[test]
     fn waits_are_bounded_and_paced() {
         let r = router();
-        r.observe(D, Observation::Failed, 0);
+        r.observe(D, Observation::Failed(None), 0);
         assert_eq!(r.decide(0, None, 100), Decision::Send(D));
         match r.decide(100, None, 101) {
             Decision::Wait {
@@ -345,7 +368,7 @@ mod tests {
     #[test]
     fn pinned_payments_stay_with_their_processor() {
         let r = router();
-        r.observe(F, Observation::Failed, 0);
+        r.observe(F, Observation::Failed(None), 0);
         assert_eq!(r.decide(0, Some(F), 500), Decision::Send(F), "probe");
         assert!(matches!(r.decide(0, Some(F), 501), Decision::Wait { .. }));
         r.observe(F, Observation::Answered(3), 0);
@@ -355,8 +378,8 @@ mod tests {
     #[test]
     fn default_gets_the_backlog_when_both_recover_together() {
         let r = router();
-        r.observe(D, Observation::Failed, 0);
-        r.observe(F, Observation::Failed, 0);
+        r.observe(D, Observation::Failed(None), 0);
+        r.observe(F, Observation::Failed(None), 0);
         r.observe(F, Observation::Answered(20), 40_000);
         assert!(
             matches!(
@@ -367,7 +390,7 @@ mod tests {
         );
         r.observe(D, Observation::Answered(20), 40_100);
         assert_eq!(r.decide(0, None, 40_101), Decision::Send(D));
-        r.observe(D, Observation::Failed, 40_200);
+        r.observe(D, Observation::Failed(None), 40_200);
         assert_eq!(r.decide(0, None, 40_600), Decision::Send(D), "probe");
         assert_eq!(
             r.decide(0, None, 40_601),
@@ -379,12 +402,43 @@ mod tests {
     #[test]
     fn park_returns_at_once_when_the_target_has_recovered() {
         let r = router();
-        r.observe(D, Observation::Failed, 0);
+        r.observe(D, Observation::Failed(None), 0);
         assert_eq!(r.decide(0, None, 10), Decision::Send(D), "probe");
         let wait = r.decide(0, None, 11);
         assert!(matches!(wait, Decision::Wait { .. }));
         r.observe(D, Observation::Answered(5), 12);
         r.park(wait);
         assert!(!r.lead[0].load(Relaxed), "the lead is handed back");
+    }
+
+    #[test]
+    fn no_probe_whose_answer_would_land_in_the_checkers_window() {
+        let r = router();
+        r.observe(D, Observation::Failed(Some(2_000)), 0);
+        assert!(r.latency_ms(D) > 1_200);
+        assert!(
+            matches!(r.decide(9_000, None, 10_000), Decision::Wait { .. }),
+            "no probe"
+        );
+        assert_eq!(
+            r.decide(0, None, 10_001),
+            Decision::Send(F),
+            "deferred payments still go"
+        );
+        r.on_health(D, false, 20, 10_002);
+        assert_eq!(
+            r.decide(9_000, None, 10_003),
+            Decision::Send(D),
+            "recovery seen by health"
+        );
+        r.on_health(D, false, 2_000, 10_004);
+        r.on_health(F, false, 5, 10_004);
+        for t in 0..20 {
+            assert_eq!(
+                r.decide(9_000, None, 20_000 + t * 500),
+                Decision::Send(F),
+                "no slow probe"
+            );
+        }
     }
 }

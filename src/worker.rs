@@ -95,9 +95,10 @@ impl Worker {
                     break;
                 }
                 Outcome::Refused(_) | Outcome::Unreachable => {
+                    let took = matches!(outcome, Outcome::Refused(_)).then_some(elapsed);
                     self.shared
                         .router
-                        .observe(proc, Observation::Failed, mono_ms());
+                        .observe(proc, Observation::Failed(took), mono_ms());
                     self.shared.inflight.end(at);
                     open.pop();
                 }
