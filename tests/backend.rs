@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
@@ -27,7 +25,7 @@ fn assert_consistent(backend: &Proc, d: &Proc, f: &Proc, from: i64, to: i64) -> 
 /// middle: every payment accepted is paid once, and summaries agree over many windows.
 #[test]
 fn pays_600_concurrently_through_a_default_failure() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(&d, &f, &["--workers", "32", "--max-defer-ms", "1000"]);
     let start = now_ms();
     let threads: Vec<_> = (0..12u64)
@@ -63,7 +61,7 @@ fn pays_600_concurrently_through_a_default_failure() {
 /// Default fails for a while: payments wait or go to fallback, none is lost or doubled.
 #[test]
 fn default_failure_then_recovery() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(
         &d,
         &f,
@@ -99,7 +97,7 @@ fn default_failure_then_recovery() {
 /// A payment the processor already holds (422) is recorded exactly as stored there.
 #[test]
 fn duplicate_is_reconciled_from_the_processor() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(&d, &f, &["--workers", "2"]);
     let id = uuid(7);
     let stored_at = "2020-01-02T03:04:05.678Z";
@@ -121,7 +119,7 @@ fn duplicate_is_reconciled_from_the_processor() {
 /// A processor slower than the client timeout: the payment is resolved by asking it.
 #[test]
 fn response_slower_than_client_timeout() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(
         &d,
         &f,
@@ -148,7 +146,7 @@ fn response_slower_than_client_timeout() {
 /// With --summary-settle on, a summary whose range covers a payment in flight waits for it.
 #[test]
 fn summary_settle_waits_for_payments_in_flight() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(
         &d,
         &f,
@@ -179,7 +177,7 @@ fn summary_settle_waits_for_payments_in_flight() {
 /// delay is in neither.
 #[test]
 fn summary_is_a_snapshot_by_default() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(&d, &f, &["--workers", "2"]);
     set_delay(&d, 1500);
     assert_eq!(pay(b.port, &uuid(1), "19.90"), 202);
@@ -205,7 +203,7 @@ fn summary_is_a_snapshot_by_default() {
 /// A full queue answers 503 with Retry-After; accepted payments are all paid.
 #[test]
 fn queue_full_is_503() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(
         &d,
         &f,
@@ -233,20 +231,10 @@ fn queue_full_is_503() {
     assert_eq!(all[0].0 + all[1].0, accepted + u64::from(r.status == 202));
 }
 
-fn raw(port: u16, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let _ = s.write_all(bytes);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).to_string()
-}
-
 /// Malformed requests get their 4xx and the server keeps serving.
 #[test]
 fn bad_input_gets_4xx_and_server_stays_up() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(
         &d,
         &f,
@@ -362,7 +350,7 @@ fn bad_input_gets_4xx_and_server_stays_up() {
 /// Purge clears the ledger; a purge token, when set, is required.
 #[test]
 fn purge_clears_and_can_be_tokenised() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(&d, &f, &["--workers", "2", "--purge-token", "s3cret"]);
     assert_eq!(pay(b.port, &uuid(1), "5.00"), 202);
     wait_drained(&b, LONG);
@@ -389,7 +377,7 @@ fn purge_clears_and_can_be_tokenised() {
 /// finishes every accepted payment, once, and reports what it paid before the crash.
 #[test]
 fn journal_survives_kill_9() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let dir = std::env::temp_dir().join(format!("rinha-journal-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");

@@ -56,7 +56,7 @@ fn post_round_robin(nodes: &[Proc], first: u64, count: u64) {
 
 #[test]
 fn two_instances_share_one_ledger() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let (nodes, _) = start_mesh(&d, &f, 2, &["--workers", "8"]);
     let start = now_ms();
     post_round_robin(&nodes, 0, 120);
@@ -66,7 +66,7 @@ fn two_instances_share_one_ledger() {
 
 #[test]
 fn three_instances_full_mesh_and_purge() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let (nodes, _) = start_mesh(&d, &f, 3, &["--workers", "8"]);
     let start = now_ms();
     post_round_robin(&nodes, 1000, 90);
@@ -97,7 +97,7 @@ fn three_instances_full_mesh_and_purge() {
 /// The same correlationId posted to both instances is paid once in total.
 #[test]
 fn duplicate_to_two_instances_is_paid_once() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let (nodes, _) = start_mesh(&d, &f, 2, &["--workers", "8"]);
     let start = now_ms();
     for i in 0..30 {
@@ -112,7 +112,7 @@ fn duplicate_to_two_instances_is_paid_once() {
 /// A restarted instance catches up on everything recorded while it was gone.
 #[test]
 fn restarted_peer_catches_up() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let (mut nodes, ports) = start_mesh(&d, &f, 2, &["--workers", "8"]);
     let start = now_ms();
     post_round_robin(&nodes, 7000, 40);
@@ -144,7 +144,7 @@ fn restarted_peer_catches_up() {
 /// the other.
 #[test]
 fn summary_barrier_covers_the_peer_in_flight() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let (nodes, _) = start_mesh(
         &d,
         &f,
@@ -180,7 +180,7 @@ fn summary_barrier_covers_the_peer_in_flight() {
 #[test]
 #[ignore]
 fn summary_latency() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let (nodes, _) = start_mesh(&d, &f, 2, &["--workers", "64"]);
     let threads: Vec<_> = (0..4u64)
         .map(|t| {

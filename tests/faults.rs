@@ -217,7 +217,7 @@ fn start(d: u16, f: u16, extra: &[String]) -> Proc {
 /// answered 500 after its delay is never recorded.
 #[test]
 fn storms_of_500() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(
         &d,
         &f,
@@ -252,7 +252,7 @@ fn storms_of_500() {
 /// rinha gets 429s (counted by a proxy), which store nothing; nothing is lost or doubled.
 #[test]
 fn processor_429s() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let proxy = Proxy::new(d.port);
     // Not slow-averse, probing often: payments keep trying default through the 429s.
     let fl = [
@@ -366,7 +366,7 @@ fn processor_killed_and_restarted() {
 /// may be stored: rinha must ask `GET /payments/{id}`, never pay it elsewhere.
 #[test]
 fn connection_cut_mid_exchange() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let proxy = Proxy::new(d.port);
     proxy.state.cut_every.store(3, SeqCst);
     let b = start(proxy.port, f.port, &flags(&["--workers", "8"]));
@@ -395,7 +395,7 @@ fn connection_cut_mid_exchange() {
 /// times out, the processor stores it later; reconciliation records it once.
 #[test]
 fn responses_slower_than_the_client_timeout() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(
         &d,
         &f,
@@ -450,7 +450,7 @@ fn mesh_node(d: u16, f: u16, i: usize, ports: &[u16], extra: &[&str], journals: 
 /// once, and the backend records what the processor stored.
 #[test]
 fn duplicates_422() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let (nodes, _) = mesh(d.port, f.port, 2, &["--workers", "8"], &[]);
     let from = now_ms();
     let mut ids: Vec<String> = Vec::new();
@@ -504,7 +504,7 @@ fn duplicates_422() {
 /// (1 per 5 s, 2 queued) never answers 429.
 #[test]
 fn health_polled_by_the_leader_only() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let (pd, pf) = (Proxy::new(d.port), Proxy::new(f.port));
     let (nodes, _) = mesh(pd.port, pf.port, 3, &["--workers", "4"], &[]);
     let base = [&pd, &pf].map(|p| p.state.health_requests.load(SeqCst));
@@ -553,7 +553,7 @@ fn health_polled_by_the_leader_only() {
 /// instances agree with the processors; nothing forwarded over a cut link is lost.
 #[test]
 fn peer_link_cut_and_healed() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let (p1, p2) = (free_port(), free_port());
     let link = Proxy::new(p1);
     let common = ["--workers", "8", "--peer-token", "test-secret"];
@@ -627,7 +627,7 @@ fn instance_killed_mid_stream() {
 }
 
 fn kill_mid_stream() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let (dir, journals) = journal_paths("kill", 2);
     let extra = ["--workers", "8"];
     let (mut nodes, ports) = mesh(d.port, f.port, 2, &extra, &journals);
@@ -670,7 +670,7 @@ fn kill_mid_stream() {
 /// A slowloris client (one header byte every 100 ms) does not keep others waiting.
 #[test]
 fn slowloris_does_not_starve_other_clients() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(&d, &f, &["--workers", "2", "--idle-timeout-ms", "1000"]);
     let stop = Arc::new(AtomicBool::new(false));
     let slow = slowloris(b.port, stop.clone());
@@ -697,7 +697,7 @@ fn slowloris_does_not_starve_other_clients() {
 /// timeout, though it is never idle (the idle timer restarts on every byte).
 #[test]
 fn slowloris_is_closed_by_the_request_timeout() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(&d, &f, &["--workers", "2", "--request-timeout-ms", "1000"]);
     let stop = Arc::new(AtomicBool::new(false));
     let slow = slowloris(b.port, stop.clone());
@@ -736,23 +736,13 @@ fn slowloris(port: u16, stop: Arc<AtomicBool>) -> JoinHandle<(bool, usize)> {
     })
 }
 
-fn raw(port: u16, bytes: &[u8]) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let _ = s.write_all(bytes);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).to_string()
-}
-
 /// Inputs tests/backend.rs does not cover: 50 pipelined payments then garbage in one
 /// write, a head that never ends, a body larger than announced, conflicting or absurd
 /// lengths, an idle connection that sends nothing. The server answers, closes what it
 /// must, stays up, and pays the good payments once.
 #[test]
 fn bad_input_beyond_the_basics() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(&d, &f, &["--workers", "4", "--idle-timeout-ms", "1000"]);
     let from = now_ms();
     let ids: Vec<String> = (0..50).map(|i| uuid(13_000 + i)).collect();
@@ -872,7 +862,7 @@ fn rss_sampler(pid: u32, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
 #[test]
 #[ignore = "long: make faults-long"]
 fn load_five_times_the_official_rate() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(&d, &f, &[]);
     let stop = Arc::new(AtomicBool::new(false));
     let rss = rss_sampler(b.child.id(), stop.clone());
@@ -909,7 +899,7 @@ fn load_five_times_the_official_rate() {
 #[test]
 #[ignore = "long: make faults-long"]
 fn ten_thousand_idle_keepalive_connections() {
-    let (d, f) = (processor("0.05"), processor("0.15"));
+    let (d, f) = processors();
     let b = rinha(&d, &f, &["--workers", "8"]);
     let rss_before = rss_kib(b.child.id());
     let mut idle = Vec::with_capacity(10_000);

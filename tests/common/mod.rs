@@ -71,6 +71,11 @@ pub fn processor(fee: &str) -> Proc {
     Proc { child, port }
 }
 
+/// The default (fee 0.05) and fallback (fee 0.15) processors.
+pub fn processors() -> (Proc, Proc) {
+    (processor("0.05"), processor("0.15"))
+}
+
 /// Starts `rinha` on a free port against two processors, with extra flags.
 pub fn rinha(default: &Proc, fallback: &Proc, extra: &[&str]) -> Proc {
     let mut args = vec![
@@ -106,12 +111,9 @@ pub struct Resp {
     pub body: String,
 }
 
-/// One request on a fresh connection (`Connection: close`).
-pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+/// An HTTP/1.1 request as text (JSON body with its length unless a bodiless GET).
+pub fn render(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -123,6 +125,31 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], bo
     }
     req.push_str("\r\n");
     req.push_str(body);
+    req
+}
+
+/// Writes raw bytes on a fresh connection and returns all it answers until closed.
+pub fn raw(port: u16, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// One request on a fresh connection (`Connection: close`).
+pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let req = render(
+        method,
+        path,
+        &[headers, &[("Connection", "close")]].concat(),
+        body,
+    );
     s.write_all(req.as_bytes()).expect("write");
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
@@ -428,18 +455,7 @@ impl Client {
 
     /// One exchange; status 0 if two connections in a row gave no complete response.
     pub fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        if !body.is_empty() || method != "GET" {
-            req.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
+        let req = render(method, path, headers, body);
         for _ in 0..2 {
             if let Some(r) = self.exchange(req.as_bytes()) {
                 return r;
