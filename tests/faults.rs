@@ -954,4 +954,10 @@ fn ten_thousand_idle_keepalive_connections() {
         rss < RSS_BUDGET_KIB,
         "RSS {rss} KiB with 10,000 connections"
     );
+    // Buffers are freed when empty beyond 1,024 connections: ~1 KiB each, not ~8.5.
+    assert!(
+        rss.saturating_sub(rss_before) < 40 * 1024,
+        "10,000 idle connections grew RSS by {} KiB",
+        rss.saturating_sub(rss_before)
+    );
 }
