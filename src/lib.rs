@@ -3,10 +3,11 @@
 //! Data flow: `server` (mio event loop; `http` + `json` parse a request) hands each
 //! accepted payment to `intake` (bounded crossbeam channel); `worker` threads take it,
 //! ask `router` where to pay, pay through `processor` clients and write the outcome to
-//! `ledger`; `inflight` lets a summary wait for payments whose outcome is pending;
-//! `health` polls the processors' health; `peer` shares records, purges, health and
-//! summary barriers with the other instances (`cluster` adapts it to the server);
-//! `node` wires it all from `config`.
+//! `ledger`; `journal` writes ahead what was accepted, attempted and recorded so that
+//! a restarted instance finishes it; `inflight` tracks payments whose outcome is
+//! pending; `health` polls the processors' health; `peer` shares records, purges,
+//! health, summary barriers and forwarded payments with the other instances
+//! (`cluster` adapts it to the server); `node` wires it all from `config`.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
