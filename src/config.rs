@@ -53,6 +53,9 @@ pub struct RouterConfig {
     pub probe_interval_ms: u64,
     /// No probe to a processor slower than this: its answer would land in the window.
     pub max_probe_latency_ms: u64,
+    /// The health poll period (copied from `Config::health_interval` by `parse`): how
+    /// long the recovery of a processor too slow to probe may take to be seen.
+    pub health_interval_ms: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -117,6 +120,7 @@ impl Default for Config {
                 max_defer_ms: 8_000,
                 probe_interval_ms: 250,
                 max_probe_latency_ms: 1_200,
+                health_interval_ms: 5_100,
             },
         }
     }
@@ -405,6 +409,7 @@ fn validate(cfg: &mut Config) -> Result<(), String> {
     if cfg.health_interval < Duration::from_secs(5) {
         return Err("--health-interval-ms must be >= 5000 (processor rate limit)".into());
     }
+    cfg.router.health_interval_ms = cfg.health_interval.as_millis() as u64;
     if cfg.router.speedup == 0 {
         return Err("--speedup must be at least 1".into());
     }

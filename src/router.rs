@@ -162,9 +162,14 @@ impl Router {
             return Decision::Send(D);
         }
         let waited = now_ms.saturating_sub(accepted_ms);
-        // A fallback that just recovered waits out two probe rounds of default first:
-        // when both recover together (a common stage change), default gets the backlog.
-        let grace = 2 * self.cfg.probe_interval_ms;
+        // A fallback that just recovered waits out two probe rounds of default first (a
+        // health period if default is too slow to probe): when both recover together (a
+        // common stage change), default gets the backlog.
+        let grace = if self.probe_ok(D) {
+            2 * self.cfg.probe_interval_ms
+        } else {
+            self.cfg.health_interval_ms
+        };
         let fallback_settled = now_ms >= self.st(F).healthy_since_ms.load(Relaxed) + grace;
         if waited >= self.cfg.max_defer_ms
             && ((fallback_ok && fallback_settled) || (!fallback_ok && self.take_probe(F, now_ms)))
@@ -274,6 +279,7 @@ mod tests {
             max_defer_ms: 8_000,
             probe_interval_ms: 250,
             max_probe_latency_ms: 1_200,
+            health_interval_ms: 5_100,
         })
     }
 
@@ -440,5 +446,22 @@ mod tests {
                 "no slow probe"
             );
         }
+    }
+
+    #[test]
+    fn an_unprobeable_default_gets_a_health_period_before_fallback_takes_the_backlog() {
+        let r = router();
+        r.observe(D, Observation::Failed(Some(2_000)), 0);
+        r.observe(F, Observation::Failed(Some(1_000)), 0);
+        r.observe(F, Observation::Answered(20), 40_000);
+        assert!(matches!(r.decide(0, None, 44_000), Decision::Wait { .. }));
+        r.on_health(D, false, 20, 44_500);
+        assert_eq!(r.decide(0, None, 44_501), Decision::Send(D));
+        r.on_health(D, true, 2_000, 44_600);
+        assert_eq!(
+            r.decide(0, None, 45_200),
+            Decision::Send(F),
+            "a health period later"
+        );
     }
 }
