@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::codec::{self, Forwarded, Frame, FrameError, LogPos, RefuseReason, MAX_BATCH};
 use super::net::{Listener, Stream};
-use super::{lock, RecvState, Shared};
+use super::{lock, write_lock, RecvState, Shared};
 use crate::config::Addr;
 use crate::payment::{Payment, Record};
 
@@ -148,7 +148,7 @@ impl Conn {
 pub(crate) fn close(s: &Shared, c: &Conn, why: &str) {
     c.abort(why);
     {
-        let mut links = lock(&s.links);
+        let mut links = write_lock(&s.links);
         if links.by_peer.get(&c.peer).is_some_and(|x| x.id == c.id) {
             links.by_peer.remove(&c.peer);
             links.members = members(s.id, links.by_peer.keys().copied());
@@ -167,7 +167,7 @@ fn members(me: u32, peers: impl Iterator<Item = u32>) -> Vec<u32> {
 /// keep the one dialed by the lower id, so they agree without talking.
 fn register(s: &Shared, c: &Arc<Conn>) -> bool {
     let old = {
-        let mut links = lock(&s.links);
+        let mut links = write_lock(&s.links);
         if s.stop.load(Ordering::SeqCst) {
             return false;
         }

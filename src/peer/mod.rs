@@ -12,7 +12,9 @@ mod net;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{
+    Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
+};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -67,7 +69,9 @@ pub(crate) struct Shared {
     inflight: Arc<InFlight>,
     events: Arc<dyn PeerEvents>,
     stop: AtomicBool,
-    links: Mutex<Links>,
+    /// Read on every request (`owns`) and every record (`notify_record`), written only
+    /// when a link comes or goes: readers never wait for each other.
+    links: RwLock<Links>,
     recv: Mutex<HashMap<u32, RecvState>>,
     barriers: Mutex<HashMap<u64, Weak<BarrierWait>>>,
     next_id: AtomicU64,
@@ -88,13 +92,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Shared {
     fn linked(&self) -> Vec<Arc<Conn>> {
-        lock(&self.links).by_peer.values().cloned().collect()
+        read(&self.links).by_peer.values().cloned().collect()
     }
 
     fn is_linked(&self, peer: u32) -> bool {
-        lock(&self.links).by_peer.contains_key(&peer)
+        read(&self.links).by_peer.contains_key(&peer)
     }
 
     /// True if we hold at least `own_len` records of `peer`'s log `epoch` (or that log
@@ -166,7 +178,7 @@ impl Shared {
     }
 
     fn owner(&self, id: &CorrelationId) -> u32 {
-        let links = lock(&self.links);
+        let links = read(&self.links);
         let m = &links.members;
         let n = m.len().max(1) as u64;
         let i = usize::try_from(id.hash64() % n).unwrap_or(0);
@@ -202,7 +214,7 @@ impl Peers {
             inflight,
             events,
             stop: AtomicBool::new(false),
-            links: Mutex::new(Links {
+            links: RwLock::new(Links {
                 by_peer: HashMap::new(),
                 members: vec![cfg.instance_id],
             }),
@@ -249,7 +261,7 @@ impl Peers {
 
     /// Ids of the peers linked right now, sorted.
     pub fn linked_peers(&self) -> Vec<u32> {
-        let links = lock(&self.shared.links);
+        let links = read(&self.shared.links);
         let mut v: Vec<u32> = links.by_peer.keys().copied().collect();
         v.sort_unstable();
         v
@@ -288,7 +300,7 @@ impl Peers {
         if owner == self.shared.id {
             return false;
         }
-        let Some(c) = lock(&self.shared.links).by_peer.get(&owner).cloned() else {
+        let Some(c) = read(&self.shared.links).by_peer.get(&owner).cloned() else {
             return false;
         };
         let age = crate::time::mono_ms().saturating_sub(p.accepted_ms);
@@ -321,7 +333,7 @@ impl Peers {
 
     /// True if this instance has the lowest id among self + linked peers.
     pub fn is_health_leader(&self) -> bool {
-        let links = lock(&self.shared.links);
+        let links = read(&self.shared.links);
         links.members.first().is_none_or(|&m| m == self.shared.id)
     }
 
@@ -403,7 +415,7 @@ pub(crate) fn test_shared(id: u32, token: &str) -> Arc<Shared> {
         inflight: Arc::new(InFlight::new()),
         events: Arc::new(Nop),
         stop: AtomicBool::new(false),
-        links: Mutex::new(Links {
+        links: RwLock::new(Links {
             by_peer: HashMap::new(),
             members: vec![id],
         }),
