@@ -108,6 +108,14 @@ impl Worker {
                             .router
                             .observe(proc, Observation::Answered(elapsed), mono_ms());
                     }
+                    if pinned.is_none() {
+                        let what = if outcome == Outcome::Duplicate { "422" } else { "no answer" };
+                        eprintln!(
+                            "rinha: payment {:?}: {what} from {} after {elapsed} ms; asking it",
+                            p.id,
+                            proc.name()
+                        );
+                    }
                     pinned = Some(proc);
                     if self.reconcile(&p, proc) {
                         break;
