@@ -109,7 +109,11 @@ impl Worker {
                             .observe(proc, Observation::Answered(elapsed), mono_ms());
                     }
                     if pinned.is_none() {
-                        let what = if outcome == Outcome::Duplicate { "422" } else { "no answer" };
+                        let what = if outcome == Outcome::Duplicate {
+                            "422"
+                        } else {
+                            "no answer"
+                        };
                         eprintln!(
                             "rinha: payment {:?}: {what} from {} after {elapsed} ms; asking it",
                             p.id,
