@@ -272,15 +272,10 @@ mod tests {
     use super::*;
     use Processor::{Default as D, Fallback as F};
 
+    /// The defaults: slow 600 ms, speedup 3, defer 8 s, probes every 250 ms up to
+    /// 1.2 s of latency, health every 5.1 s.
     fn router() -> Router {
-        Router::new(RouterConfig {
-            slow_ms: 600,
-            speedup: 3,
-            max_defer_ms: 8_000,
-            probe_interval_ms: 250,
-            max_probe_latency_ms: 1_200,
-            health_interval_ms: 5_100,
-        })
+        Router::new(crate::config::Config::default().router)
     }
 
     #[test]

@@ -101,6 +101,35 @@ fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 impl Shared {
+    fn new(
+        id: u32,
+        incarnation: u64,
+        token: Vec<u8>,
+        ledger: Arc<Ledger>,
+        inflight: Arc<InFlight>,
+        events: Arc<dyn PeerEvents>,
+    ) -> Shared {
+        Shared {
+            id,
+            incarnation,
+            token,
+            ledger,
+            inflight,
+            events,
+            stop: AtomicBool::new(false),
+            links: RwLock::new(Links {
+                by_peer: HashMap::new(),
+                members: vec![id],
+            }),
+            recv: Mutex::new(HashMap::new()),
+            barriers: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            conns: Mutex::new(Vec::new()),
+            on_barrier_progress: OnceLock::new(),
+            forwarded: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn linked(&self) -> Vec<Arc<Conn>> {
         read(&self.links).by_peer.values().cloned().collect()
     }
@@ -206,25 +235,15 @@ impl Peers {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id()).rotate_left(32);
-        let shared = Arc::new(Shared {
-            id: cfg.instance_id,
+        let token = cfg.peer_token.as_bytes().to_vec();
+        let shared = Arc::new(Shared::new(
+            cfg.instance_id,
             incarnation,
-            token: cfg.peer_token.as_bytes().to_vec(),
+            token,
             ledger,
             inflight,
             events,
-            stop: AtomicBool::new(false),
-            links: RwLock::new(Links {
-                by_peer: HashMap::new(),
-                members: vec![cfg.instance_id],
-            }),
-            recv: Mutex::new(HashMap::new()),
-            barriers: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            conns: Mutex::new(Vec::new()),
-            on_barrier_progress: OnceLock::new(),
-            forwarded: Mutex::new(HashMap::new()),
-        });
+        ));
         let mut threads = Vec::new();
         let mut listen = None;
         if let Some(addr) = &cfg.peer_listen {
@@ -407,23 +426,12 @@ pub(crate) fn test_shared(id: u32, token: &str) -> Arc<Shared> {
         }
         fn on_purge(&self) {}
     }
-    Arc::new(Shared {
+    Arc::new(Shared::new(
         id,
-        incarnation: u64::from(id),
-        token: token.as_bytes().to_vec(),
-        ledger: Arc::new(Ledger::new()),
-        inflight: Arc::new(InFlight::new()),
-        events: Arc::new(Nop),
-        stop: AtomicBool::new(false),
-        links: RwLock::new(Links {
-            by_peer: HashMap::new(),
-            members: vec![id],
-        }),
-        recv: Mutex::new(HashMap::new()),
-        barriers: Mutex::new(HashMap::new()),
-        next_id: AtomicU64::new(1),
-        conns: Mutex::new(Vec::new()),
-        on_barrier_progress: OnceLock::new(),
-        forwarded: Mutex::new(HashMap::new()),
-    })
+        u64::from(id),
+        token.as_bytes().to_vec(),
+        Arc::new(Ledger::new()),
+        Arc::new(InFlight::new()),
+        Arc::new(Nop),
+    ))
 }
