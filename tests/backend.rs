@@ -178,7 +178,8 @@ fn summary_settle_waits_for_payments_in_flight() {
 #[test]
 fn summary_is_a_snapshot_by_default() {
     let (d, f) = processors();
-    let b = rinha(&d, &f, &["--workers", "2"]);
+    // A slow default still pays here (the health poll would otherwise move it away).
+    let b = rinha(&d, &f, &["--workers", "2", "--slow-ms", "100000"]);
     set_delay(&d, 1500);
     assert_eq!(pay(b.port, &uuid(1), "19.90"), 202);
     std::thread::sleep(Duration::from_millis(200));
