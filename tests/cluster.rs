@@ -151,13 +151,14 @@ fn summary_barrier_covers_the_peer_in_flight() {
         2,
         &[
             "--workers",
-            "4",
+            "16",
             "--summary-wait-ms",
             "3000",
             "--summary-settle",
             "on",
         ],
     );
+    // Enough workers that all 6 payments are in flight (not queued) when asked.
     set_delay(&d, 500);
     // Find an id owned by instance 2 by posting to it; ownership may forward either way,
     // so post several and ask instance 1 right away.
