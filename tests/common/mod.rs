@@ -78,29 +78,7 @@ pub fn processors() -> (Proc, Proc) {
 
 /// Starts `rinha` on a free port against two processors, with extra flags.
 pub fn rinha(default: &Proc, fallback: &Proc, extra: &[&str]) -> Proc {
-    let mut args = vec![
-        "--listen".to_string(),
-        "127.0.0.1:0".to_string(),
-        "--default-url".to_string(),
-        format!("http://127.0.0.1:{}", default.port),
-        "--fallback-url".to_string(),
-        format!("http://127.0.0.1:{}", fallback.port),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rinha"))
-        .args(&args)
-        .env_clear()
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rinha");
-    let err = child.stderr.take().expect("stderr");
-    let port = wait_port(err, |l| {
-        l.strip_prefix("rinha: listening on tcp port ")?
-            .trim()
-            .parse()
-            .ok()
-    });
-    Proc { child, port }
+    rinha_at(default.port, fallback.port, extra)
 }
 
 /// A parsed response.
