@@ -85,7 +85,7 @@ fn main() {
         } else {
             Processor::Default
         };
-        ledger.insert_own(Record {
+        ledger.insert(Record {
             id: CorrelationId(id),
             requested_at_us: i64::from(i) * 1000,
             cents: 1990,

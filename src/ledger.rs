@@ -73,15 +73,8 @@ impl Ledger {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a payment this instance paid; returns the log length after it.
-    pub fn insert_own(&self, r: Record) -> (Inserted, u64) {
-        let mut g = self.lock();
-        let inserted = insert(&mut g, r);
-        (inserted, g.records.len() as u64)
-    }
-
-    /// Records a payment replicated from a peer.
-    pub fn insert_replica(&self, r: Record) -> Inserted {
+    /// Records a payment, paid here or replicated from a peer (both enter the log).
+    pub fn insert(&self, r: Record) -> Inserted {
         insert(&mut self.lock(), r)
     }
 
@@ -164,9 +157,9 @@ mod tests {
     #[test]
     fn summary_is_inclusive_and_per_processor() {
         let l = Ledger::new();
-        l.insert_own(rec(1, 1_000, 1990, Processor::Default));
-        l.insert_own(rec(2, 2_000, 1990, Processor::Default));
-        l.insert_replica(rec(3, 3_000, 2005, Processor::Fallback));
+        l.insert(rec(1, 1_000, 1990, Processor::Default));
+        l.insert(rec(2, 2_000, 1990, Processor::Default));
+        l.insert(rec(3, 3_000, 2005, Processor::Fallback));
         let s = l.summary(Some(1_000), Some(3_000));
         assert_eq!(
             s.0[0],
@@ -190,17 +183,14 @@ mod tests {
     #[test]
     fn duplicates_are_recorded_once() {
         let l = Ledger::new();
+        assert_eq!(l.insert(rec(1, 1, 100, Processor::Default)), Inserted::New);
         assert_eq!(
-            l.insert_own(rec(1, 1, 100, Processor::Default)),
-            (Inserted::New, 1)
-        );
-        assert_eq!(
-            l.insert_replica(rec(1, 1, 100, Processor::Default)),
+            l.insert(rec(1, 1, 100, Processor::Default)),
             Inserted::Duplicate
         );
         assert_eq!(
-            l.insert_own(rec(1, 1, 100, Processor::Default)),
-            (Inserted::Duplicate, 1)
+            l.insert(rec(1, 1, 100, Processor::Default)),
+            Inserted::Duplicate
         );
         assert_eq!(l.len(), 1);
     }
@@ -208,10 +198,10 @@ mod tests {
     #[test]
     fn log_holds_own_and_replicas_in_order_and_purges() {
         let l = Ledger::new();
-        l.insert_own(rec(1, 1, 100, Processor::Default));
-        l.insert_replica(rec(2, 2, 100, Processor::Default));
-        l.insert_replica(rec(1, 1, 100, Processor::Default));
-        l.insert_own(rec(3, 3, 100, Processor::Fallback));
+        l.insert(rec(1, 1, 100, Processor::Default));
+        l.insert(rec(2, 2, 100, Processor::Default));
+        l.insert(rec(1, 1, 100, Processor::Default));
+        l.insert(rec(3, 3, 100, Processor::Fallback));
         let (epoch, recs) = l.log_since(1, 10);
         assert_eq!(epoch, 0);
         assert_eq!(
@@ -233,7 +223,7 @@ mod tests {
     fn json_is_exact() {
         let l = Ledger::new();
         for i in 0..3 {
-            l.insert_own(rec(i, 0, 1990, Processor::Default));
+            l.insert(rec(i, 0, 1990, Processor::Default));
         }
         let mut out = Vec::new();
         l.summary(None, None).write_json(&mut out);

@@ -64,7 +64,7 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
         None => (None, Replay::default()),
     };
     for r in &replay.recorded {
-        ledger.insert_own(*r);
+        ledger.insert(*r);
     }
     let inflight = Arc::new(InFlight::new());
     let router = Arc::new(Router::new(cfg.router.clone()));

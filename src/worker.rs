@@ -158,7 +158,7 @@ impl Worker {
         if let Some(j) = &self.shared.journal {
             j.recorded(&r);
         }
-        self.shared.ledger.insert_own(r);
+        self.shared.ledger.insert(r);
         (self.shared.on_record)();
     }
 }

@@ -74,7 +74,7 @@ impl Node {
     /// Records a payment this node paid, as the worker does.
     fn pay(&self, n: u32, at_us: i64) -> CorrelationId {
         let id = id_of(self.peers.id(), n);
-        self.ledger.insert_own(Record {
+        self.ledger.insert(Record {
             id,
             requested_at_us: at_us,
             cents: 1990,

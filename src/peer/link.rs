@@ -369,7 +369,7 @@ impl Shared {
         }
         // Inserted under the `recv` lock so that `have` never runs ahead of the ledger.
         for r in records {
-            self.ledger.insert_replica(*r);
+            self.ledger.insert(*r);
         }
         if start <= st.have {
             st.have = st.have.max(start.saturating_add(records.len() as u64));
