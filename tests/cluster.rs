@@ -34,7 +34,23 @@ fn drain_all(nodes: &[Proc]) {
 }
 
 /// Every instance's summary equals the processors' over the whole run and in slices.
+/// First waits (bounded) for payments still travelling between instances: a forward in
+/// flight when every queue looked empty is paid a moment later.
 fn assert_all_agree(nodes: &[Proc], d: &Proc, f: &Proc, from: i64, to: i64, want_total: u64) {
+    for node in nodes {
+        let end = std::time::Instant::now() + LONG;
+        while compare(node, d, f, from, to)
+            .0
+            .iter()
+            .map(|t| t.0)
+            .sum::<u64>()
+            < want_total
+            && std::time::Instant::now() < end
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drain_all(nodes);
+    }
     for (i, node) in nodes.iter().enumerate() {
         let (ours, theirs) = compare(node, d, f, from, to);
         assert_eq!(ours, theirs, "instance {} vs processors", i + 1);
