@@ -638,6 +638,8 @@ fn health(app: &App, out: &mut Vec<u8>) {
         (app.intake.queued() + app.busy.load(Relaxed)) as u64,
     );
     field(&mut b, "inflight", app.inflight.len() as u64);
+    field(&mut b, "parked", app.router.parked() as u64);
+    field(&mut b, "parkWakeups", app.router.wakeups());
     field(&mut b, "records", app.ledger.len() as u64);
     field(&mut b, "peers", app.cluster.linked() as u64);
     for p in Processor::ALL {

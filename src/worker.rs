@@ -18,7 +18,7 @@ use crate::journal::Journal;
 use crate::ledger::Ledger;
 use crate::payment::{Payment, Processor, Record};
 use crate::processor::{Client, Lookup, Outcome};
-use crate::router::{Decision, Observation, Router};
+use crate::router::{Decision, Lead, Observation, Router};
 use crate::time::{mono_ms, now_us};
 
 /// What every worker shares.
@@ -63,14 +63,17 @@ impl Worker {
         let mut pinned: Option<Processor> = p.pin;
         // requestedAt of every attempt whose outcome is not known yet (see `inflight`).
         let mut open: Vec<i64> = Vec::new();
+        let router = self.shared.router.clone();
+        let mut lead = Lead::default();
         loop {
-            let proc = match self.shared.router.decide(p.accepted_ms, pinned, mono_ms()) {
-                wait @ Decision::Wait { .. } => {
-                    self.shared.router.park(wait);
+            let proc = match router.decide(p.accepted_ms, pinned, mono_ms()) {
+                wait @ Decision::Wait(_) => {
+                    router.park(&wait, &mut lead);
                     continue;
                 }
                 Decision::Send(proc) => proc,
             };
+            router.sending(proc, &mut lead);
             // Millisecond precision: what we send is what we record, to the digit.
             let at = now_us() / 1000 * 1000;
             if let Some(j) = &self.shared.journal {
@@ -127,6 +130,7 @@ impl Worker {
                 }
             }
         }
+        router.settled(&mut lead);
         for at in open {
             self.shared.inflight.end(at);
         }

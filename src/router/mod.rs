@@ -22,29 +22,25 @@
 //!
 //! A payment whose outcome is unknown is pinned to the processor that may hold it.
 //!
-//! Waiting is cheap: a waiting worker parks on a condition variable until its own
-//! defer deadline; one worker per processor (the lead) wakes for the next probe, and a
-//! recovery wakes them all. (Sleeping in short steps instead cost most of the
-//! instances' CPU in context switches during an outage.)
+//! Waiting costs nothing until something it waits for can have changed (`park`).
+
+mod park;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Condvar, Mutex};
 use std::time::Duration;
+
+pub use park::{Lead, Wait};
 
 use crate::config::RouterConfig;
 use crate::payment::Processor;
+use park::WaitingRoom;
 
 /// What a worker does with a payment now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     Send(Processor),
-    /// Wait for `target`: its next probe is due in `probe_in`, and this payment may go
-    /// elsewhere in `defer_in` (see `Router::park`).
-    Wait {
-        target: Processor,
-        probe_in: Duration,
-        defer_in: Duration,
-    },
+    /// Park until something in `Wait` may have changed (see `Router::park`).
+    Wait(Wait),
 }
 
 /// What a worker saw from a processor.
@@ -70,25 +66,15 @@ struct State {
 pub struct Router {
     cfg: RouterConfig,
     state: [State; 2],
-    /// Held to notify `wake` on a failing → healthy transition.
-    recovery: Mutex<()>,
-    wake: Condvar,
-    /// Per processor: a parked worker is already waiting to take its next probe.
-    lead: [AtomicBool; 2],
+    room: WaitingRoom,
 }
-
-const MIN_WAIT: Duration = Duration::from_millis(5);
-/// Longest park: a bound on any missed wake-up.
-const MAX_PARK: Duration = Duration::from_millis(1000);
 
 impl Router {
     pub fn new(cfg: RouterConfig) -> Router {
         Router {
             cfg,
             state: Default::default(),
-            recovery: Mutex::new(()),
-            wake: Condvar::new(),
-            lead: Default::default(),
+            room: WaitingRoom::default(),
         }
     }
 
@@ -128,22 +114,26 @@ impl Router {
             .is_ok()
     }
 
-    /// Time to the next probe of `p`; never, if it is too slow to probe.
-    fn until_probe(&self, p: Processor, now_ms: u64) -> u64 {
-        if !self.probe_ok(p) {
-            return u64::MAX;
+    /// Time to the next probe of `p`, if `p` is failing and fast enough to probe.
+    fn probe_in(&self, p: Processor, now_ms: u64) -> Option<Duration> {
+        if !self.is_failing(p) || !self.probe_ok(p) {
+            return None;
         }
-        (self.st(p).last_probe_ms.load(Relaxed) + self.cfg.probe_interval_ms).saturating_sub(now_ms)
+        let due = self.st(p).last_probe_ms.load(Relaxed) + self.cfg.probe_interval_ms;
+        Some(Duration::from_millis(due.saturating_sub(now_ms)))
     }
 
     /// Decides for a payment accepted at `accepted_ms`, optionally pinned to a processor.
     pub fn decide(&self, accepted_ms: u64, pinned: Option<Processor>, now_ms: u64) -> Decision {
         use Processor::{Default as D, Fallback as F};
+        // Read before the state it guards: a change after this makes the wait stale.
+        let gen = self.room.gen();
         if let Some(p) = pinned {
             return if !self.is_failing(p) || self.take_probe(p, now_ms) {
                 Decision::Send(p)
             } else {
-                self.wait(p, self.until_probe(p, now_ms), u64::MAX)
+                let only = [p == D, p == F];
+                self.wait(gen, only, now_ms, None)
             };
         }
         let fallback_ok = !self.is_failing(F);
@@ -162,6 +152,10 @@ impl Router {
             return Decision::Send(D);
         }
         let waited = now_ms.saturating_sub(accepted_ms);
+        if waited < self.cfg.max_defer_ms {
+            let defer_in = self.cfg.max_defer_ms - waited;
+            return self.wait(gen, [true, false], now_ms, Some(defer_in));
+        }
         // A fallback that just recovered waits out two probe rounds of default first (a
         // health period if default is too slow to probe): when both recover together (a
         // common stage change), default gets the backlog.
@@ -170,63 +164,62 @@ impl Router {
         } else {
             self.cfg.health_interval_ms
         };
-        let fallback_settled = now_ms >= self.st(F).healthy_since_ms.load(Relaxed) + grace;
-        if waited >= self.cfg.max_defer_ms
-            && ((fallback_ok && fallback_settled) || (!fallback_ok && self.take_probe(F, now_ms)))
-        {
+        let settled_at = self.st(F).healthy_since_ms.load(Relaxed) + grace;
+        if (fallback_ok && now_ms >= settled_at) || (!fallback_ok && self.take_probe(F, now_ms)) {
             return Decision::Send(F);
         }
-        let until_defer = self.cfg.max_defer_ms.saturating_sub(waited);
-        self.wait(D, self.until_probe(D, now_ms), until_defer)
+        let settle_in = fallback_ok.then(|| settled_at - now_ms);
+        self.wait(gen, [true, true], now_ms, settle_in)
     }
 
-    fn wait(&self, target: Processor, probe_ms: u64, defer_ms: u64) -> Decision {
-        let bound = |ms: u64| Duration::from_millis(ms).clamp(MIN_WAIT, MAX_PARK);
-        Decision::Wait {
-            target,
-            probe_in: bound(probe_ms),
-            defer_in: bound(defer_ms),
+    fn wait(&self, gen: u64, may_use: [bool; 2], now_ms: u64, until_ms: Option<u64>) -> Decision {
+        let probe = |p: Processor| {
+            may_use[p.index()]
+                .then(|| self.probe_in(p, now_ms))
+                .flatten()
+        };
+        Decision::Wait(Wait {
+            may_use,
+            probe_in: [probe(Processor::Default), probe(Processor::Fallback)],
+            until: until_ms.map(Duration::from_millis),
+            gen,
+        })
+    }
+
+    /// Blocks the calling worker once, as a `Wait` decision says: until the payment's
+    /// own deadline, a recovery, or — for the worker holding a processor's probe lead —
+    /// that processor's next probe. The caller decides again afterwards.
+    pub fn park(&self, decision: &Decision, lead: &mut Lead) {
+        if let Decision::Wait(w) = decision {
+            self.room.park(w, lead);
         }
     }
 
-    /// Blocks the calling worker as a `Wait` decision says: until the payment's defer
-    /// deadline, or — for the one lead worker of `target` — until its next probe, or
-    /// until any processor recovers.
-    pub fn park(&self, decision: Decision) {
-        let Decision::Wait {
-            target,
-            probe_in,
-            defer_in,
-        } = decision
-        else {
-            return;
-        };
-        let lead = &self.lead[target.index()];
-        let leading = lead.compare_exchange(false, true, Relaxed, Relaxed).is_ok();
-        let timeout = if leading {
-            probe_in.min(defer_in)
-        } else {
-            defer_in
-        };
-        let guard = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
-        // Checked under the lock that a recovery notifies under: no wake-up is lost.
-        // One wait, not a loop: a hand-off, a recovery or the timeout all end it.
-        if self.is_failing(target) {
-            drop(self.wake.wait_timeout(guard, timeout));
-        }
-        if leading {
-            lead.store(false, Relaxed);
-            // Hand the lead on: another parked worker waits for the probe after this one.
-            self.wake.notify_one();
-        }
+    /// The worker's payment is being sent to `p`: probe leads of the other are handed on.
+    pub fn sending(&self, p: Processor, lead: &mut Lead) {
+        self.room.sending(p, lead);
+    }
+
+    /// The worker's payment is settled: its probe leads are handed on.
+    pub fn settled(&self, lead: &mut Lead) {
+        self.room.release(lead);
+    }
+
+    /// Times a parked worker woke up: what waiting costs.
+    pub fn wakeups(&self) -> u64 {
+        self.room.wakeups()
+    }
+
+    /// Workers parked right now.
+    pub fn parked(&self) -> usize {
+        self.room.parked()
     }
 
     fn mark_healthy(&self, p: Processor, now_ms: u64) {
         let st = self.st(p);
         if st.failing.swap(false, Relaxed) {
             st.healthy_since_ms.store(now_ms, Relaxed);
-            let _held = self.recovery.lock().unwrap_or_else(|e| e.into_inner());
-            self.wake.notify_all();
+            self.room.changed();
         }
     }
 
@@ -249,10 +242,18 @@ impl Router {
 
     /// EWMA with weight 1/4: follows a stage change within a handful of answers.
     fn smooth_latency(&self, p: Processor, ms: u64) {
-        let st = self.st(p);
-        let old = st.latency_ms.load(Relaxed);
-        let new = if old == 0 { ms } else { (old * 3 + ms) / 4 };
-        st.latency_ms.store(new, Relaxed);
+        let old = self.latency_ms(p);
+        self.set_latency(p, if old == 0 { ms } else { (old * 3 + ms) / 4 });
+    }
+
+    /// A processor that becomes fast enough to probe again wakes the waiters: one of
+    /// them may take its lead.
+    fn set_latency(&self, p: Processor, ms: u64) {
+        let was_ok = self.probe_ok(p);
+        self.st(p).latency_ms.store(ms, Relaxed);
+        if !was_ok && self.probe_ok(p) && self.is_failing(p) {
+            self.room.changed();
+        }
     }
 
     /// A health report (ours or a peer's): the processor's own view of itself.
@@ -263,7 +264,7 @@ impl Router {
         } else {
             self.mark_healthy(p, now_ms);
         }
-        st.latency_ms.store(u64::from(min_response_ms), Relaxed);
+        self.set_latency(p, u64::from(min_response_ms));
     }
 }
 
@@ -317,10 +318,7 @@ mod tests {
         let r = router();
         r.observe(D, Observation::Failed(None), 0);
         assert_eq!(r.decide(0, None, 10_000), Decision::Send(D), "probe");
-        assert!(matches!(
-            r.decide(9_000, None, 10_001),
-            Decision::Wait { .. }
-        ));
+        assert!(matches!(r.decide(9_000, None, 10_001), Decision::Wait(_)));
         assert_eq!(
             r.decide(2_000, None, 10_002),
             Decision::Send(F),
@@ -333,7 +331,7 @@ mod tests {
             "fallback probe"
         );
         assert!(
-            matches!(r.decide(2_000, None, 10_004), Decision::Wait { .. }),
+            matches!(r.decide(2_000, None, 10_004), Decision::Wait(_)),
             "both failing"
         );
         r.observe(D, Observation::Answered(20), 0);
@@ -345,25 +343,42 @@ mod tests {
     }
 
     #[test]
-    fn waits_are_bounded_and_paced() {
+    fn waits_name_their_probe_and_deadline() {
         let r = router();
         r.observe(D, Observation::Failed(None), 0);
         assert_eq!(r.decide(0, None, 100), Decision::Send(D));
-        match r.decide(100, None, 101) {
-            Decision::Wait {
-                target,
-                probe_in,
-                defer_in,
-            } => {
-                assert_eq!(target, D);
-                assert_eq!(probe_in, Duration::from_millis(249));
-                assert_eq!(
-                    defer_in, MAX_PARK,
-                    "7,999 ms to the defer deadline, bounded"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
+        let Decision::Wait(w) = r.decide(100, None, 101) else {
+            panic!("a payment waits for the failing default");
+        };
+        assert_eq!(w.may_use, [true, false]);
+        assert_eq!(w.probe_in, [Some(Duration::from_millis(249)), None]);
+        assert_eq!(
+            w.until,
+            Some(Duration::from_millis(7_999)),
+            "its defer deadline"
+        );
+        r.observe(F, Observation::Failed(None), 0);
+        assert_eq!(r.decide(0, None, 9_000), Decision::Send(D), "probe");
+        assert_eq!(
+            r.decide(0, None, 9_001),
+            Decision::Send(F),
+            "fallback probe"
+        );
+        let Decision::Wait(w) = r.decide(0, None, 9_002) else {
+            panic!("both failing");
+        };
+        assert_eq!(w.may_use, [true, true]);
+        assert_eq!(
+            w.probe_in,
+            [
+                Some(Duration::from_millis(248)),
+                Some(Duration::from_millis(249))
+            ]
+        );
+        assert_eq!(
+            w.until, None,
+            "deferred already: only a change or a probe wakes it"
+        );
     }
 
     #[test]
@@ -371,7 +386,7 @@ mod tests {
         let r = router();
         r.observe(F, Observation::Failed(None), 0);
         assert_eq!(r.decide(0, Some(F), 500), Decision::Send(F), "probe");
-        assert!(matches!(r.decide(0, Some(F), 501), Decision::Wait { .. }));
+        assert!(matches!(r.decide(0, Some(F), 501), Decision::Wait(_)));
         r.observe(F, Observation::Answered(3), 0);
         assert_eq!(r.decide(0, Some(F), 502), Decision::Send(F));
     }
@@ -385,7 +400,7 @@ mod tests {
         assert!(
             matches!(
                 r.decide(0, None, 40_010),
-                Decision::Send(D) | Decision::Wait { .. }
+                Decision::Send(D) | Decision::Wait(_)
             ),
             "fallback just recovered: default gets its probe rounds first"
         );
@@ -406,10 +421,12 @@ mod tests {
         r.observe(D, Observation::Failed(None), 0);
         assert_eq!(r.decide(0, None, 10), Decision::Send(D), "probe");
         let wait = r.decide(0, None, 11);
-        assert!(matches!(wait, Decision::Wait { .. }));
+        assert!(matches!(wait, Decision::Wait(_)));
         r.observe(D, Observation::Answered(5), 12);
-        r.park(wait);
-        assert!(!r.lead[0].load(Relaxed), "the lead is handed back");
+        let mut lead = Lead::default();
+        r.park(&wait, &mut lead);
+        assert_eq!(r.wakeups(), 0, "the decision was stale: no sleep");
+        assert!(!lead.holds(D));
     }
 
     #[test]
@@ -418,7 +435,7 @@ mod tests {
         r.observe(D, Observation::Failed(Some(2_000)), 0);
         assert!(r.latency_ms(D) > 1_200);
         assert!(
-            matches!(r.decide(9_000, None, 10_000), Decision::Wait { .. }),
+            matches!(r.decide(9_000, None, 10_000), Decision::Wait(_)),
             "no probe"
         );
         assert_eq!(
@@ -449,7 +466,7 @@ mod tests {
         r.observe(D, Observation::Failed(Some(2_000)), 0);
         r.observe(F, Observation::Failed(Some(1_000)), 0);
         r.observe(F, Observation::Answered(20), 40_000);
-        assert!(matches!(r.decide(0, None, 44_000), Decision::Wait { .. }));
+        assert!(matches!(r.decide(0, None, 44_000), Decision::Wait(_)));
         r.on_health(D, false, 20, 44_500);
         assert_eq!(r.decide(0, None, 44_501), Decision::Send(D));
         r.on_health(D, true, 2_000, 44_600);
@@ -458,5 +475,62 @@ mod tests {
             Decision::Send(F),
             "a health period later"
         );
+    }
+
+    /// 256 payments parked while both processors fail cost wake-ups per probe, not per
+    /// payment per timer tick: the old 5 ms re-park cost 51,200 wake-ups a second.
+    #[test]
+    fn parked_payments_wake_for_events_not_timers() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        use std::time::Instant;
+        let mut cfg = crate::config::Config::default().router;
+        cfg.max_defer_ms = 200;
+        cfg.probe_interval_ms = 100;
+        let r = Arc::new(Router::new(cfg));
+        let t0 = crate::time::mono_ms();
+        r.observe(D, Observation::Failed(Some(5)), t0);
+        r.observe(F, Observation::Failed(Some(5)), t0);
+        let probes = Arc::new(AtomicUsize::new(0));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        for _ in 0..256 {
+            let (r, probes, done) = (r.clone(), probes.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                let mut lead = Lead::default();
+                loop {
+                    let now = crate::time::mono_ms();
+                    match r.decide(t0, None, now) {
+                        w @ Decision::Wait(_) => r.park(&w, &mut lead),
+                        Decision::Send(p) if r.is_failing(p) => {
+                            r.sending(p, &mut lead);
+                            probes.fetch_add(1, Relaxed);
+                            r.observe(p, Observation::Failed(Some(1)), now);
+                        }
+                        Decision::Send(_) => break,
+                    }
+                }
+                r.settled(&mut lead);
+                let _ = done.send(());
+            });
+        }
+        // Every payment deferred (200 ms), then a window with only probes as events.
+        std::thread::sleep(Duration::from_millis(500));
+        let (w0, p0, start) = (r.wakeups(), probes.load(Relaxed), Instant::now());
+        std::thread::sleep(Duration::from_millis(1_000));
+        let (wakeups, probed) = (r.wakeups() - w0, probes.load(Relaxed) - p0);
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!("window: {wakeups} wake-ups, {probed} probes in {secs:.2} s");
+        assert!(probed >= 1, "probes go on while both fail ({probed})");
+        // Two leads, one wake per 100 ms probe each: about 20 a second; bounded with room.
+        let bound = (100.0 * secs) as u64 + 64;
+        assert!(
+            wakeups <= bound,
+            "{wakeups} wake-ups in {secs:.2} s (bound {bound})"
+        );
+        r.on_health(D, false, 5, crate::time::mono_ms());
+        for i in 0..256 {
+            let left = done_rx.recv_timeout(Duration::from_secs(20));
+            assert!(left.is_ok(), "payment {i} never woke after the recovery");
+        }
     }
 }
