@@ -1,6 +1,11 @@
 use std::os::unix::net::UnixStream;
 use std::thread;
 
+use std::io::{self, Read, Write};
+
+use super::super::codec::{self, FrameError, RefuseReason};
+use super::handshake::handshake;
+use super::reader::ReadError;
 use super::*;
 use crate::peer::test_shared;
 

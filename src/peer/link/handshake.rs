@@ -1,0 +1,97 @@
+//! The handshake: both sides send a `Hello` and check the other's.
+
+use std::io::{self, Write};
+use std::sync::atomic::Ordering;
+
+use super::super::codec::{self, Frame, FrameError, RefuseReason};
+use super::super::net::Stream;
+use super::super::Shared;
+use super::reader::{FrameReader, ReadError};
+use super::HANDSHAKE_TIMEOUT;
+
+fn send(stream: &mut Stream, f: &Frame) -> io::Result<()> {
+    let mut buf = Vec::new();
+    codec::encode(f, &mut buf);
+    stream.write_all(&buf)
+}
+
+/// The peer's `Hello`, checked.
+pub(crate) struct Hello {
+    pub instance_id: u32,
+    pub incarnation: u64,
+    pub epoch: u64,
+}
+
+fn check_hello(s: &Shared, f: Frame) -> Result<Hello, (Option<RefuseReason>, String)> {
+    match f {
+        Frame::Hello {
+            instance_id,
+            incarnation,
+            epoch,
+            token,
+        } => {
+            if !codec::ct_eq(&token, &s.token) {
+                Err((Some(RefuseReason::BadToken), "wrong peer token".into()))
+            } else if instance_id == s.id {
+                Err((
+                    Some(RefuseReason::SameId),
+                    format!("same instance id {instance_id}"),
+                ))
+            } else if s.stop.load(Ordering::SeqCst) {
+                Err((Some(RefuseReason::Shutdown), "shutting down".into()))
+            } else {
+                Ok(Hello {
+                    instance_id,
+                    incarnation,
+                    epoch,
+                })
+            }
+        }
+        Frame::Refuse(r) => Err((None, format!("refused by peer: {r:?}"))),
+        other => Err((None, format!("expected Hello, got {other:?}"))),
+    }
+}
+
+/// Both sides send a `Hello` (the dialer first) and check the other's: same protocol
+/// version (frame header), same secret (constant-time), different instance id.
+pub(crate) fn handshake(
+    s: &Shared,
+    stream: &mut Stream,
+    rd: &mut FrameReader,
+    outbound: bool,
+) -> Result<Hello, String> {
+    stream
+        .set_timeouts(Some(HANDSHAKE_TIMEOUT), Some(HANDSHAKE_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let mine = Frame::Hello {
+        instance_id: s.id,
+        incarnation: s.incarnation,
+        epoch: s.ledger.epoch(),
+        token: s.token.clone(),
+    };
+    if outbound {
+        send(stream, &mine).map_err(|e| e.to_string())?;
+    }
+    let theirs = match rd.next(stream) {
+        Ok(f) => check_hello(s, f),
+        Err(ReadError::Frame(FrameError::BadVersion(v))) => Err((
+            Some(RefuseReason::BadVersion),
+            format!("protocol version {v}, want {}", codec::VERSION),
+        )),
+        Err(e) => Err((None, e.to_string())),
+    };
+    match theirs {
+        Ok(h) => {
+            if !outbound {
+                send(stream, &mine).map_err(|e| e.to_string())?;
+            }
+            Ok(h)
+        }
+        Err((reason, why)) => {
+            if let Some(r) = reason.filter(|_| !outbound) {
+                let _ = send(stream, &Frame::Refuse(r));
+            }
+            Err(why)
+        }
+    }
+}

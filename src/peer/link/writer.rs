@@ -1,0 +1,159 @@
+//! The writer side of a link: own records, forwards, control frames and barrier
+//! answers out, in one buffer per wake-up.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use super::super::codec::{self, Forwarded, Frame, LogPos, MAX_BATCH};
+use super::super::net::Stream;
+use super::super::{lock, Shared};
+use super::reader::payment_of;
+use super::{close, Conn, PendingAck, FLUSH_AT, PING_EVERY};
+
+/// Work the writer took from the link's queues.
+struct Work {
+    want: Option<LogPos>,
+    control: VecDeque<Frame>,
+    forwards: VecDeque<Forwarded>,
+    barriers: Vec<PendingAck>,
+}
+
+impl Conn {
+    /// Waits for work (at most `wait`); `None` once the link is closed.
+    fn take_work(&self, wait: Duration) -> Option<Work> {
+        let mut o = lock(&self.out);
+        if !o.has_work() && !self.is_closed() {
+            o = self
+                .cv
+                .wait_timeout_while(o, wait, |o| !o.has_work() && !self.is_closed())
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        if self.is_closed() {
+            return None;
+        }
+        o.kick = false;
+        Some(Work {
+            want: o.want.take(),
+            control: std::mem::take(&mut o.control),
+            forwards: std::mem::take(&mut o.forwards),
+            barriers: std::mem::take(&mut o.barriers),
+        })
+    }
+}
+
+/// Where the writer is in our own log: epoch and next sequence to send.
+#[derive(Clone, Copy)]
+struct SendPos {
+    epoch: u64,
+    next: u64,
+}
+
+pub(super) fn writer(s: &Shared, c: &Conn, mut stream: Stream) {
+    let mut pos: Option<SendPos> = None;
+    let mut waiting: Vec<PendingAck> = Vec::new();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut last_write = Instant::now();
+    while let Some(work) = c.take_work(if waiting.is_empty() {
+        PING_EVERY
+    } else {
+        Duration::from_millis(1)
+    }) {
+        if let Some(w) = work.want {
+            // Resend from what the peer holds if it is our current log, else from 0.
+            let epoch = s.ledger.epoch();
+            let same = w.incarnation == s.incarnation && w.epoch == epoch;
+            pos = Some(SendPos {
+                epoch,
+                next: if same { w.have } else { 0 },
+            });
+        }
+        waiting.extend(work.barriers);
+        for f in &work.forwards {
+            codec::encode(&Frame::Forward(*f), &mut buf);
+        }
+        for f in &work.control {
+            codec::encode(f, &mut buf);
+        }
+        let now = Instant::now();
+        let ready = take_ready(s, &mut waiting, now, pos.is_some());
+        if let Some(p) = pos.as_mut() {
+            if let Err(e) = flush_records(s, p, &mut buf, &mut stream) {
+                close(s, c, &format!("write: {e}"));
+                break;
+            }
+        }
+        // Without a `Want` nothing was sent: (epoch, 0) claims no records.
+        let (epoch, own_len) = pos.map_or((s.ledger.epoch(), 0), |p| (p.epoch, p.next));
+        for id in ready {
+            codec::encode(&Frame::BarrierAck { id, epoch, own_len }, &mut buf);
+        }
+        if buf.is_empty() && now.duration_since(last_write) >= PING_EVERY {
+            codec::encode(&Frame::Ping, &mut buf);
+        }
+        if !buf.is_empty() {
+            if let Err(e) = stream.write_all(&buf) {
+                close(s, c, &format!("write: {e}"));
+                break;
+            }
+            buf.clear();
+            last_write = now;
+        }
+    }
+    // The batch being written when the link failed may have reached the owner: it stays
+    // in `forwarded` and goes again when the owner links again (who ignores what it
+    // has); paying it here could pay it twice. Forwards still queued never left: paid here.
+    let queued = std::mem::take(&mut lock(&c.out).forwards);
+    for f in queued {
+        s.forward_taken_back(&f.id);
+        if !s.events.on_forwarded(payment_of(&f)) {
+            eprintln!(
+                "peer: undeliverable payment {:?} dropped: local queue full",
+                f.id
+            );
+        }
+    }
+}
+
+/// Barrier requests that can be answered: nothing in range in flight here, or expired.
+/// Until the peer told us where to send from, only expired ones are answered.
+fn take_ready(s: &Shared, waiting: &mut Vec<PendingAck>, now: Instant, can_send: bool) -> Vec<u64> {
+    let mut ready = Vec::new();
+    waiting.retain(|b| {
+        let go = now >= b.deadline || (can_send && s.inflight.settled_until(b.to_us));
+        if go {
+            ready.push(b.id);
+        }
+        !go
+    });
+    ready
+}
+
+/// Appends every log record from `p` on, writing out whenever `FLUSH_AT` is reached.
+fn flush_records(s: &Shared, p: &mut SendPos, buf: &mut Vec<u8>, w: &mut Stream) -> io::Result<()> {
+    loop {
+        let (epoch, records) = s.ledger.log_since(p.next, MAX_BATCH);
+        if epoch != p.epoch {
+            *p = SendPos { epoch, next: 0 };
+            continue;
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let n = records.len() as u64;
+        codec::encode(
+            &Frame::Records {
+                epoch,
+                start: p.next,
+                records,
+            },
+            buf,
+        );
+        p.next += n;
+        if buf.len() >= FLUSH_AT {
+            w.write_all(buf)?;
+            buf.clear();
+        }
+    }
+}
