@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Timeline of one bench run (stdlib only): `report.py RESULTS_DIR` writes
 timeline.json (one row per second) and timeline.svg from the k6 metrics CSV, the
-k6 log (stage and check markers) and samples.jsonl (queue, stored/s, CPU)."""
+k6 log (stage and check markers) and samples.jsonl (queue, stored/s, CPU and
+context switches per service)."""
 import csv
 import gzip
 import json
@@ -105,6 +106,8 @@ def build_timeline(out):
             r["failed"] = b["failed"]
     prev = {}
     for smp in samples:
+        if "mark" in smp:  # an extra reading at k6's start or end, not a second of its own
+            continue
         i = int(smp["t"]) - t0
         if not 0 <= i < len(rows):
             continue
@@ -120,6 +123,12 @@ def build_timeline(out):
             if name in prev.get("cpu_ns", {}):
                 dt = smp["t"] - prev["t"]
                 r.setdefault("cpu", {})[name] = round((ns - prev["cpu_ns"][name]) / 1e9 / dt, 3) if dt > 0 else None
+        for name, (vol, invol) in smp.get("ctx", {}).items():
+            before = prev.get("ctx", {}).get(name)
+            dt = smp["t"] - prev.get("t", smp["t"])
+            if before is not None and dt > 0:
+                r.setdefault("ctx", {})[name] = round((vol + invol - sum(before)) / dt)
+                r.setdefault("ctx_invol", {})[name] = round((invol - before[1]) / dt)
         prev = smp
     applied = {m["i"]: m["t"] / 1000.0 - t0 for m in stage_marks}
     stages = []
@@ -128,15 +137,18 @@ def build_timeline(out):
     for i, st in enumerate(stages):
         st["end_s"] = stages[i + 1]["start_s"] if i + 1 < len(stages) else len(rows)
     marks = [{"s": c["t"] / 1000.0 - t0, "n": c["n"], "dd": c.get("dd"), "df": c.get("df")} for c in checks]
-    return {"scenario": cfg.get("name"), "t0": t0, "rows": rows, "stages": stages, "checks": marks}
+    return {"scenario": cfg.get("name"), "t0": t0, "rows": rows, "stages": stages, "checks": marks,
+            "budget": cfg.get("budget") or {}}
 
 
 # -- drawing --------------------------------------------------------------------
 
 W, LEFT, RIGHT, PANEL_H, GAP, TOP = 1280, 70, 150, 150, 34, 92
+PANELS = 5
 COLORS = {"default": "#1f77b4", "fallback": "#ff7f0e", "requests": "#7f7f7f", "p99": "#d62728",
           "failed": "#d62728", "api1": "#2ca02c", "api2": "#9467bd", "nginx": "#8c564b",
-          "k6": "#bcbd22", "processor-default": "#17becf", "processor-fallback": "#e377c2", "backend": "#2ca02c"}
+          "k6": "#bcbd22", "processor-default": "#17becf", "processor-fallback": "#e377c2", "backend": "#2ca02c",
+          "noise": "#7f7f7f"}
 EXTRA = ["#2ca02c", "#9467bd", "#8c564b", "#17becf", "#e377c2", "#bcbd22"]
 
 
@@ -166,11 +178,11 @@ def _stage_label(st):
 
 
 class Panel:
-    def __init__(self, svg, index, title, xmax, ymax, log=False, unit=""):
+    def __init__(self, svg, index, title, xmax, ymax, log=False, unit="", ymin=0.1):
         self.svg, self.title, self.xmax, self.log, self.unit = svg, title, max(xmax, 1), log, unit
         self.y0 = TOP + index * (PANEL_H + GAP)
         self.ymax = ymax if ymax and ymax > 0 else 1
-        self.ymin = 0.1 if log else 0
+        self.ymin = ymin if log else 0
 
     def x(self, s):
         return LEFT + (W - LEFT - RIGHT) * s / self.xmax
@@ -305,8 +317,8 @@ def draw(tl, figures=None, limits=None):
         p.line([(r["s"], r.get("inflight", {}).get(n)) for r in rows], _color(n, i), 1, "4,3")
     p.legend([(n, _color(n, i)) for i, n in enumerate(q_names)] or [("no /health samples", "#ccc")])
 
-    cpu_names = _names(rows, "cpu")
-    cmax = max([v or 0 for r in rows for v in r.get("cpu", {}).values()] + [0.1])
+    cpu_names = [n for n in _names(rows, "cpu") if n != "noise"]  # --noise burners: a core each, not drawn
+    cmax = max([r.get("cpu", {}).get(n) or 0 for r in rows for n in cpu_names] + [0.1])
     p = Panel(svg, 3, "CPU per service (cores, cgroup accounting); dotted: its limit", xmax, cmax * 1.15)
     p.frame(stages, checks)
     for i, n in enumerate(cpu_names):
@@ -316,11 +328,28 @@ def draw(tl, figures=None, limits=None):
             p.line([(0, lim), (xmax - 1, lim)], _color(n, i), 1, "1,3")
     p.legend([(n, _color(n, i)) for i, n in enumerate(cpu_names)] or [("no cgroup samples", "#ccc")])
 
+    _switches_panel(svg, 4, rows, stages, checks, xmax, (tl.get("budget") or {}).get("instance_peak_ctx_per_s"))
     return _document(svg, tl, stages, xmax, panels[0], figures)
 
 
+def _switches_panel(svg, index, rows, stages, checks, xmax, budget):
+    """Context switches per second per service (log scale); dashed: the involuntary ones."""
+    names = [n for n in _names(rows, "ctx") if n != "noise"]
+    cmax = max([r.get("ctx", {}).get(n) or 0 for r in rows for n in names] + [budget or 0, 100])
+    p = Panel(svg, index, "context switches/s per service (all threads, voluntary + involuntary; dashed: involuntary; "
+              "log scale)" + (f"; dotted: budget {budget:,}/s per instance" if budget else ""),
+              xmax, cmax * 1.5, log=True, ymin=10)
+    p.frame(stages, checks)
+    if budget:
+        p.line([(0, budget), (xmax - 1, budget)], "#d62728", 1, "1,3")
+    for i, n in enumerate(names):
+        p.line([(r["s"], r.get("ctx", {}).get(n)) for r in rows], _color(n, i), 1.2)
+        p.line([(r["s"], r.get("ctx_invol", {}).get(n)) for r in rows], _color(n, i), 0.8, "3,2")
+    p.legend([(n, _color(n, i)) for i, n in enumerate(names)] or [("no context-switch samples", "#ccc")])
+
+
 def _document(body, tl, stages, xmax, p0, figures):
-    height = TOP + 4 * (PANEL_H + GAP) + 20
+    height = TOP + PANELS * (PANEL_H + GAP) + 20
     head = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}" '
             'font-family="sans-serif">',
             '<style>.t{font-size:12px;fill:#333}.ax{font-size:10px;fill:#555}.h{font-size:14px;font-weight:bold}</style>',
@@ -333,13 +362,23 @@ def _document(body, tl, stages, xmax, p0, figures):
     head.append(f'<text x="{LEFT}" y="36" class="ax">Bands: processor stage (red: default failing, orange: default ≥ 1 s, '
                 'yellow: default ≥ 100 ms, violet: fallback failing/slow). Vertical lines: k6 consistency checks '
                 '(green dashed: 0, red: inconsistencies). x: seconds since the first payment.</text>')
+    cost = (figures or {}).get("cost")
+    if cost:
+        st = cost["stack"]
+        per = ", ".join(f"{n} {cost['services'][n]['cpu_ms_per_1k']}" for n in st["services"])
+        line = (f"Cost during the test ({cost['payments']:,} payments, noise {figures.get('noise', 0)}): stack "
+                f"{st['cpu_s']} CPU-s; CPU-ms per 1,000 payments: {per}; {st['ctx_per_payment']} context switches "
+                f"per payment; peak {st['peak_ctx_per_s']:,}/s ({st['peak_instance']})")
+        over = (figures.get("budget") or {}).get("over")
+        head.append(f'<text x="{LEFT}" y="50" class="ax" fill="{"#d62728" if over else "#555"}">'
+                    f'{escape(line + ("; over budget" if over else ""))}</text>')
     for st in stages:
         x = p0.x(st["start_s"])
         d, f = _stage_label(st)
         head.append(f'<text x="{x + 2:.1f}" y="{TOP - 30}" class="ax">{escape(d)}</text>')
         head.append(f'<text x="{x + 2:.1f}" y="{TOP - 19}" class="ax">{escape(f)}</text>')
     tail = []
-    yb = TOP + 4 * (PANEL_H + GAP) - GAP + 14
+    yb = TOP + PANELS * (PANEL_H + GAP) - GAP + 14
     step = _nice(xmax / 12)
     s = 0
     while s <= xmax:

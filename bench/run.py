@@ -31,8 +31,9 @@ except ImportError:
     sys.exit("run.py: PyYAML missing; run bench/setup.sh first")
 
 sys.path.insert(0, BENCH)
-from lib import cgroups, procs, stack, verify  # noqa: E402
+from lib import cgroups, cost, procs, stack, verify  # noqa: E402
 from lib.httpc import Client  # noqa: E402
+from lib.meters import Meter  # noqa: E402
 from lib.sampler import Sampler  # noqa: E402
 import report  # noqa: E402
 
@@ -54,6 +55,12 @@ def parse_args(argv):
     p.add_argument("--check-ids", action="store_true",
                    help="k6 logs every correlationId; afterwards each is asked of both processors (on with --strict)")
     p.add_argument("--record", action="store_true", help="append a row to bench/RESULTS.md and keep the SVG in bench/timelines/")
+    p.add_argument("--budget", action="store_true",
+                   help="exit 1 when the run exceeds the scenario's \"budget\" (stack CPU-s, context switches per payment, peak per second)")
+    p.add_argument("--noise", type=int, default=0, metavar="N",
+                   help="keep N cores busy (busy-loop processes) while k6 runs: p99 on a shared machine")
+    p.add_argument("--watch", action="append", default=[], metavar="NAME=PID",
+                   help="also meter a process this runner did not start (and its children), e.g. with --no-backend")
     p.add_argument("--compose", default=os.path.join(REPO, "docker-compose.yml"))
     p.add_argument("--nginx-conf", default=os.path.join(REPO, "nginx.conf"))
     p.add_argument("--rinha-bin", default=os.path.join(REPO, "target", "release", "rinha"))
@@ -114,6 +121,7 @@ class Run:
         self.sup = procs.Supervisor()
         self.cg = None if args.no_cgroups else cgroups.Cgroups(f"rinha-bench-{os.getpid()}")
         self.groups = {}
+        self.meters = {}  # service -> Meter: CPU and context switches, read by the sampler
         self.limits = {}
         self.health = {}
         self.sampler = None
@@ -121,6 +129,12 @@ class Run:
 
     def log(self, name):
         return os.path.join(self.out, "logs", f"{name}.log")
+
+    def start(self, name, argv, log, group=None, **kw):
+        """Starts a service and meters it (by its cgroup, else by its process tree)."""
+        p = self.sup.start(name, argv, log, group=group, **kw)
+        self.meters[name] = Meter(name, group=group, pid=p.pid)
+        return p
 
     def group(self, name, cpus=None, mem=None):
         self.limits[name] = {"cpus": cpus, "memory_bytes": mem}
@@ -138,7 +152,7 @@ class Run:
         for name, port in (("default", self.pp_default), ("fallback", self.pp_fallback)):
             argv = [self.args.processor_bin, "--listen", f"127.0.0.1:{port}", "--fee", str(self.cfg["fees"][name]),
                     "--token", TOKEN, "--rate-limit-seconds", "5"]
-            p = self.sup.start(f"processor-{name}", argv, self.log(f"processor-{name}"), group=self.group(f"processor-{name}"))
+            p = self.start(f"processor-{name}", argv, self.log(f"processor-{name}"), group=self.group(f"processor-{name}"))
             procs.wait_tcp(port, p)
 
     def start_stack(self):
@@ -150,8 +164,8 @@ class Run:
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
             env.update({k: stack.adapt(v, self.sock_dir, ports) for k, v in svc.env.items()})
             argv = [self.args.rinha_bin] + [stack.adapt(a, self.sock_dir, ports) for a in svc.command]
-            p = self.sup.start(svc.name, argv, self.log(svc.name), env=env, cwd=self.tmp,
-                               group=self.group(svc.name, svc.cpus, svc.mem), nofile=svc.nofile)
+            p = self.start(svc.name, argv, self.log(svc.name), env=env, cwd=self.tmp,
+                           group=self.group(svc.name, svc.cpus, svc.mem), nofile=svc.nofile)
             sock = env.get("RINHA_UNIX")
             if sock:
                 procs.wait_unix(sock, p)
@@ -169,14 +183,14 @@ class Run:
                 with open(conf, "w") as f:
                     f.write(text)
             argv = stack.nginx_argv(self.args.nginx_bin, prefix, conf, os.path.join(prefix, "nginx.pid"))
-            p = self.sup.start(svc.name, argv, self.log(svc.name), group=self.group(svc.name, svc.cpus, svc.mem), nofile=svc.nofile)
+            p = self.start(svc.name, argv, self.log(svc.name), group=self.group(svc.name, svc.cpus, svc.mem), nofile=svc.nofile)
             procs.wait_tcp(self.lb, p)
 
     def start_backend(self):
         if self.args.no_backend:
             procs.wait_tcp(self.lb, None, timeout_s=2)
         elif self.args.backend_cmd:
-            p = self.sup.start("backend", ["/bin/sh", "-c", self.args.backend_cmd], self.log("backend"), group=self.group("backend"))
+            p = self.start("backend", ["/bin/sh", "-c", self.args.backend_cmd], self.log("backend"), group=self.group("backend"))
             procs.wait_tcp(self.lb, p, timeout_s=60)
         else:
             self.start_stack()
@@ -194,17 +208,31 @@ class Run:
                 "-e", f"PP_DEFAULT_URL=http://127.0.0.1:{self.pp_default}",
                 "-e", f"PP_FALLBACK_URL=http://127.0.0.1:{self.pp_fallback}",
                 "-e", f"TOKEN={TOKEN}", "-e", f"LOG_IDS={'1' if self.check_ids else '0'}", script]
+        noise = self.start_noise()
+        self.sampler.mark("test_start")
         self.k6_started = time.time()
-        p = self.sup.start("k6", argv, os.path.join(self.out, "k6-log.jsonl"), env=env, cwd=self.out,
-                           group=self.group("k6"), stdout_path=os.path.join(self.out, "k6-stdout.txt"))
+        p = self.start("k6", argv, os.path.join(self.out, "k6-log.jsonl"), env=env, cwd=self.out,
+                       group=self.group("k6"), stdout_path=os.path.join(self.out, "k6-stdout.txt"))
         limit = self.cfg["duration_s"] + 120
         try:
             p.popen.wait(timeout=limit)
         except subprocess.TimeoutExpired:
             self.sup.stop(p)
             raise RuntimeError(f"k6 still running after {limit} s; stopped")
+        finally:
+            self.sampler.mark("test_end")
+            if noise is not None:
+                self.sup.stop(noise)
         self.k6_ended = time.time()
         return p.popen.returncode
+
+    def start_noise(self):
+        """--noise N: N busy loops beside the stack while k6 runs, stopped right after it by PID."""
+        if self.args.noise <= 0:
+            return None
+        seconds = self.cfg["duration_s"] + 180  # a bound of its own, beyond k6's
+        return self.start("noise", procs.noise_argv(sys.executable, self.args.noise, seconds),
+                          self.log("noise"), group=self.group("noise"))
 
     def drain(self):
         """Waits until every instance reports an empty queue and nothing in flight."""
@@ -246,7 +274,7 @@ class Run:
         meta = {"scenario": self.cfg.get("name"), "scenario_file": self.cfg["_path"], "commit": git_commit(),
                 "started": datetime.datetime.now(datetime.timezone.utc).isoformat(), "ports": self.args.ports,
                 "backend": "none" if self.args.no_backend else (self.args.backend_cmd or "compose"),
-                "cgroups": None if self.cg is None else self.cg.version}
+                "cgroups": None if self.cg is None else self.cg.version, "noise": self.args.noise}
         shutil.copy(self.cfg["_path"], os.path.join(self.out, "scenario.json"))
         for port in (self.pp_default, self.pp_fallback) + (() if self.args.no_backend else (self.lb,)):
             if not port_free(port):
@@ -256,14 +284,20 @@ class Run:
         if self.cg is not None and self.cg.warning:
             print(f"run.py: warning: {self.cg.warning}", file=sys.stderr)
             meta["cgroups_warning"] = self.cg.warning
+        for spec in self.args.watch:
+            name, _, pid = spec.partition("=")
+            if not name or not pid.isdigit():
+                raise RuntimeError(f"--watch {spec!r}: expected NAME=PID")
+            self.meters[name] = Meter(name, pid=int(pid))
         self.sampler = Sampler(os.path.join(self.out, "samples.jsonl"), self.health,
                                {"default": f"http://127.0.0.1:{self.pp_default}", "fallback": f"http://127.0.0.1:{self.pp_fallback}"},
-                               self.groups, token=TOKEN)
+                               self.meters, token=TOKEN)
         self.sampler.start()
         print(f"run.py: k6 {self.cfg['script']} ({self.cfg['duration_s']} s, {self.cfg['vus']} VUs) -> {self.out}", flush=True)
         meta["k6_exit"] = self.run_k6()
         meta["drain_seconds"] = self.drain()
         self.sampler.stop()
+        meta["sampler_cpu_s"] = round(self.sampler.cpu_s, 3)
         meta["verify"] = verify.run(f"http://127.0.0.1:{self.lb}",
                                     {"default": f"http://127.0.0.1:{self.pp_default}", "fallback": f"http://127.0.0.1:{self.pp_fallback}"},
                                     TOKEN, self.k6_started, time.time(), self.args.slice,
@@ -272,7 +306,7 @@ class Run:
         with open(os.path.join(self.out, "services.json"), "w") as f:
             json.dump(services, f, indent=2)
         for p in list(self.sup.procs):
-            if p.name != "k6" and not p.alive():
+            if p.name not in ("k6", "noise") and not p.alive():  # both stopped on purpose
                 meta.setdefault("died", []).append(f"{p.name} (exit {p.popen.returncode})")
         return meta
 
@@ -309,7 +343,11 @@ def figures(out, meta):
     with open(os.path.join(out, "partial-results.json")) as f:
         res = json.load(f)
     services = json.load(open(os.path.join(out, "services.json"))) if os.path.exists(os.path.join(out, "services.json")) else {}
-    stack_names = [n for n in services if n not in ("k6", "processor-default", "processor-fallback")]
+    stack_names = [n for n in services if cost.is_stack(n)]
+    with open(os.path.join(out, "scenario.json")) as f:
+        budget = json.load(f).get("budget") or {}
+    posted = res["pagamentos_solicitados"]["qtd_sucesso"] + res["pagamentos_solicitados"]["qtd_falha"]
+    paid = cost.compute(report.read_samples(out), posted)
     v = meta.get("verify", {})
     return {
         "p99": res["p99"]["valor"], "total_liquido": res["total_liquido"],
@@ -330,6 +368,10 @@ def figures(out, meta):
         "stack_peak_mem_mb": round(sum(services[n].get("peak_memory_bytes", 0) for n in stack_names) / 2**20, 1),
         "stack_throttled_s": round(sum(services[n].get("throttled_seconds", 0) for n in stack_names), 2),
         "peak_mem_mb": {n: round(services[n].get("peak_memory_bytes", 0) / 2**20, 1) for n in services},
+        "noise": meta.get("noise", 0),
+        "cost": paid,
+        "budget": {"limits": budget, "over": cost.check_budget(paid, budget)},
+        "sampler_cpu_s": meta.get("sampler_cpu_s"),
     }
 
 
@@ -362,7 +404,39 @@ def print_figures(fig, meta, out):
           f"double payments {fig['double_payments'] if fig['double_payments'] is not None else 'not checked'}"
           + (f", lost {fig['ids_lost']}, stored after a k6 failure {fig['ids_stored_after_k6_failure']}" if fig['ids_lost'] is not None else ""))
     print(f"CPU-s {fig['cpu_seconds']}  stack {fig['stack_cpu_seconds']} CPU-s, peak {fig['stack_peak_mem_mb']} MB, throttled {fig['stack_throttled_s']} s")
+    if fig["cost"]:
+        for line in cost.table(fig["cost"]):
+            print(line)
+        print(f"  noise: {fig['noise']} busy cores; sampling cost the runner {fig['sampler_cpu_s']} CPU-s")
+    b = fig["budget"]
+    if b["limits"]:
+        print("budget: " + ("within " + json.dumps(b["limits"]) if not b["over"] else "OVER: " + "; ".join(b["over"])))
     print(f"timeline: {os.path.join(out, 'timeline.svg')}")
+
+
+STACK_ORDER = ("api1", "api2", "nginx")  # the order of RESULTS.md's per-instance cells
+
+
+def cost_cells(fig):
+    """RESULTS.md's cost columns: test CPU-s | CPU-ms/1k per instance | ctx/payment | peak ctx/s per instance | noise."""
+    c = fig.get("cost")
+    if not c:
+        return " | ".join(["—"] * 4 + [str(fig.get("noise", 0))])
+    names = c["stack"]["services"]
+
+    def each(key, fmt):
+        vals = {n: c["services"][n][key] for n in names}
+        shown = {n: "—" if v is None else format(v, fmt) for n, v in vals.items()}
+        if sorted(names) == sorted(STACK_ORDER):
+            return "/".join(shown[n] for n in STACK_ORDER)
+        return ", ".join(f"{n} {v}" for n, v in shown.items())
+
+    s = c["stack"]
+    return " | ".join([
+        "—" if s["cpu_s"] is None else f"{s['cpu_s']:.2f}", each("cpu_ms_per_1k", ".0f"),
+        "—" if s["ctx_per_payment"] is None else f"{s['ctx_per_payment']:.2f}", each("peak_ctx_per_s", ","),
+        str(fig.get("noise", 0)),
+    ])
 
 
 def record(fig, meta, out):
@@ -371,7 +445,7 @@ def record(fig, meta, out):
     shutil.copy(os.path.join(out, "timeline.svg"), os.path.join(BENCH, "timelines", svg_name))
     row = (f"| {meta['started'][:16].replace('T', ' ')} | {meta['commit']} | {meta['scenario']} | {fig['p99']} | "
            f"{fig['total_liquido']:,.2f} | {fig['default']}/{fig['fallback']} | {fig['inconsistencies']} | {fig['lag']} | "
-           f"{fig['stack_cpu_seconds']} | {fig['stack_peak_mem_mb']} MB | [svg](timelines/{svg_name}) |\n")
+           f"{fig['stack_cpu_seconds']} | {fig['stack_peak_mem_mb']} MB | {cost_cells(fig)} | [svg](timelines/{svg_name}) |\n")
     with open(os.path.join(BENCH, "RESULTS.md"), "a") as f:
         f.write(row)
 
@@ -419,9 +493,14 @@ def main(argv=None):
     bad = failures(fig, meta)
     for b in bad:
         print(f"run.py: FAIL: {b}" if strict else f"run.py: note: {b}")
+    over = fig["budget"]["over"] if args.budget else []
+    if args.budget and not fig["budget"]["limits"]:
+        over = [f"--budget: scenario {cfg.get('name')} has no \"budget\""]
+    for b in over:
+        print(f"run.py: OVER BUDGET: {b}")
     if args.record:
         record(fig, meta, run.out)
-    return 1 if strict and bad else 0
+    return 1 if (strict and bad) or over else 0
 
 
 if __name__ == "__main__":

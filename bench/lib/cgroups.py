@@ -99,6 +99,12 @@ class Group:
         d = next(iter(self.dirs.values()))
         return [int(p) for p in (_read(os.path.join(d, "cgroup.procs"), "") or "").split()]
 
+    def tids(self):
+        """Every thread of every process in the group."""
+        d = next(iter(self.dirs.values()))
+        name = "tasks" if self.version == 1 else "cgroup.threads"
+        return [int(t) for t in (_read(os.path.join(d, name), "") or "").split()]
+
     @staticmethod
     def _kv(path):
         out = {}

@@ -110,3 +110,24 @@ def _wait(ready, proc, timeout_s, what):
             raise RuntimeError(f"{proc.name} exited (code {proc.popen.returncode}) before {what} was up:\n{proc.tail()}")
         time.sleep(0.05)
     raise RuntimeError(f"{what} not up after {timeout_s:.0f} s" + (f":\n{proc.tail()}" if proc else ""))
+
+
+# `--noise N`: N busy-looping children of one parent, so one PID (its process group) stops
+# them all; each also stops by itself after the given seconds should the runner die.
+_NOISE = """
+import os, sys, time
+n, end = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+for _ in range(n):
+    if os.fork() == 0:
+        while time.monotonic() < end:
+            for _ in range(20000):
+                pass
+        os._exit(0)
+for _ in range(n):
+    os.wait()
+"""
+
+
+def noise_argv(python, n, seconds):
+    """argv of a process that keeps `n` cores busy for at most `seconds`."""
+    return [python, "-c", _NOISE, str(n), str(seconds)]

@@ -1,6 +1,8 @@
 """Once a second during the run: each instance's /health, each processor's stored
-total (admin summary over all time) and each service's CPU time. One JSON line per
-second in samples.jsonl, read by bench/report.py for the timeline."""
+total (admin summary over all time) and each service's CPU time and context switches
+(bench/lib/meters.py). One JSON line per second in samples.jsonl, read by
+bench/report.py for the timeline; `mark()` adds an immediate line naming a moment
+(the start and end of k6), between which bench/lib/cost.py computes the run's cost."""
 import json
 import threading
 import time
@@ -11,39 +13,60 @@ ALL_TIME = "from=2000-01-01T00:00:00.000Z&to=2100-01-01T00:00:00.000Z"
 
 
 class Sampler(threading.Thread):
-    def __init__(self, out_path, health, processors, groups, token="123", period_s=1.0):
+    def __init__(self, out_path, health, processors, meters, token="123", period_s=1.0):
         """`health`: name -> base of an instance ('unix:/…sock'); `processors`: name -> base URL;
-        `groups`: service name -> cgroups.Group."""
+        `meters`: service name -> meters.Meter."""
         super().__init__(name="sampler", daemon=True)
         self.out_path, self.period_s = out_path, period_s
         self.health = {n: Client(b, timeout=0.5) for n, b in health.items()}
         self.processors = {n: Client(b, timeout=0.5, headers={"X-Rinha-Token": token}) for n, b in processors.items()}
-        self.groups = groups
+        self.meters = meters
         self.stop_event = threading.Event()
+        self.write_lock = threading.Lock()
+        self.out = open(out_path, "a")
         self.last = {}
+        self.cpu_s = 0.0  # this thread's own CPU time: what the sampling costs
 
     def run(self):
-        with open(self.out_path, "a") as out:
-            next_t = time.time()
-            while not self.stop_event.is_set():
-                out.write(json.dumps(self.sample(), default=str) + "\n")
-                out.flush()
-                next_t += self.period_s
-                self.stop_event.wait(max(0.0, next_t - time.time()))
+        t_cpu = time.thread_time()
+        next_t = time.time()
+        while not self.stop_event.is_set():
+            self.sample()
+            self.cpu_s = time.thread_time() - t_cpu
+            next_t += self.period_s
+            self.stop_event.wait(max(0.0, next_t - time.time()))
 
     def sample(self):
-        rec = {"t": time.time(), "health": {}, "stored": {}, "cpu_ns": {}}
+        rec = {"health": {}, "stored": {}}
         for name, c in self.health.items():
             rec["health"][name] = self._get(c, "/health")
         for name, c in self.processors.items():
             s = self._get(c, f"/admin/payments-summary?{ALL_TIME}")
             rec["stored"][name] = None if s is None else int(s.get("totalRequests", 0))
-        for name, g in self.groups.items():
-            try:
-                rec["cpu_ns"][name] = g.cpu_ns()
-            except OSError:
-                pass
+        self._write(rec)
         self.last = rec
+        return rec
+
+    def mark(self, name):
+        """Writes the meters now, tagged `name`; returns that record."""
+        return self._write({"mark": name})
+
+    def _write(self, rec):
+        with self.write_lock:
+            if self.out.closed:
+                return rec
+            rec["t"] = time.time()
+            rec["cpu_ns"], rec["ctx"], rec["threads"], rec["exited"] = {}, {}, {}, {}
+            for name, m in list(self.meters.items()):  # the runner adds meters (k6, noise) while this runs
+                try:
+                    rec["cpu_ns"][name] = m.cpu_ns()
+                except OSError:
+                    pass
+                rec["ctx"][name] = list(m.switches())
+                rec["threads"][name] = m.threads
+                rec["exited"][name] = m.exited
+            self.out.write(json.dumps(rec, default=str) + "\n")
+            self.out.flush()
         return rec
 
     @staticmethod
@@ -59,3 +82,6 @@ class Sampler(threading.Thread):
         self.join(timeout=5)
         for c in list(self.health.values()) + list(self.processors.values()):
             c.close()
+        with self.write_lock:
+            if not self.out.closed:
+                self.out.close()
