@@ -281,6 +281,8 @@ class Run:
                 raise RuntimeError(f"port {port} is busy (another bench or test?); pick others with --ports")
         self.start_processors()
         self.start_backend()
+        with open(os.path.join(self.out, "pids"), "w") as f:  # for profilers (scripts/flame.sh)
+            f.writelines(f"{p.name} {p.pid}\n" for p in self.sup.procs)
         if self.cg is not None and self.cg.warning:
             print(f"run.py: warning: {self.cg.warning}", file=sys.stderr)
             meta["cgroups_warning"] = self.cg.warning

@@ -101,10 +101,10 @@ def check_budget(cost, budget):
     stack = cost["stack"]
     lim = budget.get("stack_cpu_s")
     if lim is not None and (stack["cpu_s"] is None or stack["cpu_s"] > lim):
-        over.append(f"stack CPU {_show(stack['cpu_s'])} s > {lim:g} s")
+        over.append(f"stack CPU {_show(stack['cpu_s'], '.2f')} s > {lim:g} s")
     lim = budget.get("stack_ctx_per_payment")
     if lim is not None and (stack["ctx_per_payment"] is None or stack["ctx_per_payment"] > lim):
-        over.append(f"{_show(stack['ctx_per_payment'])} context switches per payment > {lim:g}")
+        over.append(f"{_show(stack['ctx_per_payment'], '.2f')} context switches per payment > {lim:g}")
     lim = budget.get("instance_peak_ctx_per_s")
     if lim is not None:
         for name in stack["services"]:
@@ -114,8 +114,8 @@ def check_budget(cost, budget):
     return over
 
 
-def _show(v):
-    return "unmeasured" if v is None else f"{v:,}"
+def _show(v, fmt=","):
+    return "unmeasured" if v is None else format(v, fmt)
 
 
 def table(cost):
