@@ -99,23 +99,19 @@ def check_budget(cost, budget):
     if cost is None:
         return over + ["no cost figures (the run has no test marks)"] if budget else over
     stack = cost["stack"]
-    lim = budget.get("stack_cpu_s")
-    if lim is not None and (stack["cpu_s"] is None or stack["cpu_s"] > lim):
-        over.append(f"stack CPU {_show(stack['cpu_s'], '.2f')} s > {lim:g} s")
-    lim = budget.get("stack_ctx_per_payment")
-    if lim is not None and (stack["ctx_per_payment"] is None or stack["ctx_per_payment"] > lim):
-        over.append(f"{_show(stack['ctx_per_payment'], '.2f')} context switches per payment > {lim:g}")
-    lim = budget.get("instance_peak_ctx_per_s")
-    if lim is not None:
-        for name in stack["services"]:
-            peak = cost["services"][name]["peak_ctx_per_s"]
-            if peak is None or peak > lim:
-                over.append(f"{name}: {_show(peak)} context switches in one second > {lim:,}")
+    checks = [("stack_cpu_s", "stack CPU-seconds", stack["cpu_s"], ".2f")]
+    checks.append(("stack_ctx_per_payment", "stack context switches per payment", stack["ctx_per_payment"], ".2f"))
+    checks += [("instance_peak_ctx_per_s", f"{n} context switches in one second", cost["services"][n]["peak_ctx_per_s"], ",")
+               for n in stack["services"]]
+    for key, what, value, fmt in checks:
+        lim = budget.get(key)
+        if lim is None:
+            continue
+        if value is None:
+            over.append(f"{what}: not measured (budget {lim:,})")
+        elif value > lim:
+            over.append(f"{what}: {format(value, fmt)} > {lim:,}")
     return over
-
-
-def _show(v, fmt=","):
-    return "unmeasured" if v is None else format(v, fmt)
 
 
 def table(cost):
