@@ -5,7 +5,8 @@ docker-compose.yml: CPU and memory limits on every service summing to <= 1.5 CPU
 <= 350 MB, no privileged, no host networking, no replicas/scale, port 9999 published, at
 least two API instances, the external `payment-processor` network, linux/amd64 only.
 Cross-checks nginx.conf's upstream sockets and the peer sockets against the instances'
-environment, and that Dockerfile.scratch ends in a non-root scratch image.
+environment, and that Dockerfile.scratch ends in a non-root scratch image shared by both
+ways in (the `build` stage of `make image`, the `prebuilt` one of `make image-local`).
 
 Usage: check_compose.py [--self-test] [COMPOSE] (needs PyYAML; exit 1 on any violation)
 """
@@ -120,6 +121,11 @@ def check_dockerfile(text):
         errs.append("Dockerfile.scratch: the final image must run as a non-root USER")
     if not re.search(r'(?im)^ENTRYPOINT\s+\["/rinha"', last):
         errs.append('Dockerfile.scratch: ENTRYPOINT ["/rinha"] expected')
+    names = set(re.findall(r"(?im)^FROM\s.*\sAS\s+(\S+)\s*$", text))
+    if not {"build", "prebuilt"} <= names or not re.search(r"(?im)^FROM\s+\$\{RINHA_BIN\}\s+AS\s+bin\s*$", text):
+        errs.append("Dockerfile.scratch: stages build and prebuilt, and `FROM ${RINHA_BIN} AS bin`, expected")
+    if not re.search(r"(?im)^COPY\s+--from=bin\s+/rinha\s+/rinha\s*$", last):
+        errs.append("Dockerfile.scratch: the final stage must take /rinha from the bin stage (both ways in)")
     return errs
 
 
@@ -146,6 +152,8 @@ def self_test(doc, nginx_conf, dockerfile):
             failed.append(mutate.__name__)
     if check(doc, nginx_conf, dockerfile.replace("USER 10001", "USER 0")) == []:
         failed.append("root user")
+    if check(doc, nginx_conf, dockerfile.replace("--from=bin /rinha", "--from=build /rinha")) == []:
+        failed.append("final stage bypassing RINHA_BIN")
     assert mem_mb("150MB") == 150 and mem_mb("1g") == 1024 and mem_mb(157286400) == 150
     return failed
 
