@@ -279,6 +279,7 @@ class Test:
                    + ", ".join(f"{n} {e[0]} uid {e[1]} {e[2]}" for n, e in entries.items()))
 
     def sockets_dir(self):
+        """/sockets as nginx's container sees it (nginx is never restarted here)."""
         return f"/proc/{self.eng.pid(self.names['nginx'])}/root/sockets"
 
     def bench_with_crash(self):
@@ -332,6 +333,7 @@ class Test:
                    f"paid twice {f.get('double_payments')}, inconsistencies {f.get('inconsistencies')}, "
                    f"lag {f.get('lag')}, windows differing {f.get('windows_mismatched')}/{f.get('windows_checked')}, "
                    f"p99 {f.get('p99')}")
+        self.check_links()
         logs = self.eng.podman("logs", api1, check=False)
         text = (logs.stdout + logs.stderr).splitlines()
         starts = [ln for ln in text if re.match(r"rinha \d+\.\d+\.\d+: ", ln)]  # main.rs's start-up line
@@ -340,6 +342,24 @@ class Test:
         self.check("api1 restarted and resumed from its journal", len(starts) >= 2 and bool(lines),
                    f"{len(starts)} starts in its log; after the crash: {lines[-1] if lines else 'nothing restored'}")
         self.check_limits(["api1"], " after the restart")
+
+    def check_links(self):
+        """The instances' only routes: processors by name over the external network (both
+        stored payments), and each other over the peer sockets on the shared volume."""
+        from lib.httpc import Client
+        peers = {}
+        for svc in ("api1", "api2"):
+            c = Client(f"unix:{self.sockets_dir()}/{svc}.sock", timeout=2.0)
+            try:
+                st, body = c.get("/health")
+                peers[svc] = (body or {}).get("peers") if st == 200 else None
+            finally:
+                c.close()
+        f = self.figures
+        ok = (f.get("default") or 0) > 0 and (f.get("fallback") or 0) > 0 and all((n or 0) >= 1 for n in peers.values())
+        self.check("processors by name, peers linked", ok,
+                   f"payment-processor-default stored {f.get('default')}, payment-processor-fallback "
+                   f"{f.get('fallback')} (the smoke's slow default sends some to fallback); /health peers {peers}")
 
     def engine_kill_note(self):
         """Informational: what `podman kill` does to the restart policy (not a check)."""
