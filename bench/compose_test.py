@@ -60,7 +60,8 @@ def say(msg=""):
 
 # -- setup --------------------------------------------------------------------------
 def engine_starts(eng):
-    """The engine must run a container here; if not, say why and fail (never skip)."""
+    """The engine must answer here; if not, say why and fail (never skip). A container that
+    cannot start fails later, at the first `podman run`, with the engine's reason."""
     p = eng.podman("info", "--format", "{{.Host.OCIRuntime.Name}} {{.Host.NetworkBackend}} "
                    "cgroups {{.Host.CgroupsVersion}}", timeout=60, check=False)
     if p.returncode != 0:
@@ -93,7 +94,7 @@ def build_other_images(eng, static, tmp, log):
         timeout=300, env=eng.env, log=log)
     if eng.podman("image", "exists", f"docker.io/library/{NGINX_IMAGE}", check=False).returncode == 0:
         say(f"images: {NGINX_IMAGE}: the real one is in local storage, used as is")
-        return "docker.io/library/" + NGINX_IMAGE
+        return
     ctx = os.path.join(tmp, "nginx")
     nginx_rootfs(os.path.join(ctx, "rootfs"))
     nginx_v = run(["/usr/sbin/nginx", "-v"]).stderr.strip()
@@ -102,24 +103,24 @@ def build_other_images(eng, static, tmp, log):
         "(bench/compose/nginx-standin.Containerfile); the compose file's image name finds it")
     run(["podman", "build", "-f", os.path.join(HERE, "nginx-standin.Containerfile"),
          "-t", f"localhost/{NGINX_IMAGE}", ctx], timeout=300, env=eng.env, log=log)
-    return "localhost/" + NGINX_IMAGE
 
 
 def write_override(eng, doc):
-    """The ulimits alone: the compose file's nofile 65535 is above this machine's hard limit."""
+    """The ulimits alone: the compose file's nofile is above this machine's hard limit."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    nofile = 65535 if hard == resource.RLIM_INFINITY else min(65535, hard)
+    asked = max(int(svc["ulimits"]["nofile"]["hard"]) for svc in doc["services"].values() if svc.get("ulimits"))
+    nofile = asked if hard == resource.RLIM_INFINITY else min(asked, hard)
     services = {name: {"ulimits": {"nofile": {"soft": nofile, "hard": nofile},
                                    "nproc": {"soft": NPROC, "hard": NPROC}}}
                 for name, svc in doc["services"].items() if svc.get("ulimits")}
     text = ("# Written by bench/compose_test.py: the ulimits alone. Here no process may raise\n"
-            f"# RLIMIT_NOFILE above {hard} (the compose file asks 65535), and podman applies an\n"
+            f"# RLIMIT_NOFILE above {hard} (the compose file asks {asked}), and podman applies an\n"
             "# explicit nofile only together with an explicit nproc.\n"
             + yaml.safe_dump({"services": services}, sort_keys=False))
     with open(eng.override, "w") as f:
         f.write(text)
     say(f"OVERRIDE layered on docker-compose.yml for the ulimits alone: nofile {nofile}:{nofile} "
-        f"(the file says 65535; this machine's hard limit is {hard}), nproc {NPROC}:{NPROC} "
+        f"(the file says {asked}; this machine's hard limit is {hard}), nproc {NPROC}:{NPROC} "
         f"(podman needs it beside an explicit nofile) on {', '.join(services)}; {eng.override}")
     return nofile
 
