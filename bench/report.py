@@ -366,9 +366,11 @@ def _document(body, tl, stages, xmax, p0, figures):
     if cost:
         st = cost["stack"]
         per = ", ".join(f"{n} {cost['services'][n]['cpu_ms_per_1k']}" for n in st["services"])
+        # No stack services when the backend runs elsewhere (--no-backend, --backend-cmd).
+        peak = "n/a" if st["peak_ctx_per_s"] is None else f"{st['peak_ctx_per_s']:,}/s ({st['peak_instance']})"
         line = (f"Cost during the test ({cost['payments']:,} payments, noise {figures.get('noise', 0)}): stack "
                 f"{st['cpu_s']} CPU-s; CPU-ms per 1,000 payments: {per}; {st['ctx_per_payment']} context switches "
-                f"per payment; peak {st['peak_ctx_per_s']:,}/s ({st['peak_instance']})")
+                f"per payment; peak {peak}")
         over = (figures.get("budget") or {}).get("over")
         head.append(f'<text x="{LEFT}" y="50" class="ax" fill="{"#d62728" if over else "#555"}">'
                     f'{escape(line + ("; over budget" if over else ""))}</text>')
