@@ -32,6 +32,10 @@ impl Cluster for Peers {
     fn linked(&self) -> usize {
         self.linked_peers().len()
     }
+
+    fn unreplicated(&self) -> u64 {
+        Peers::unreplicated(self)
+    }
 }
 
 /// What a peer tells this instance.

@@ -37,6 +37,8 @@ pub trait Cluster: Send + Sync {
     fn barrier(&self, to_us: Option<i64>, deadline: Instant) -> Box<dyn Fn() -> bool + Send>;
     /// Peers linked right now.
     fn linked(&self) -> usize;
+    /// Own log records not yet written to some linked peer (replication lag).
+    fn unreplicated(&self) -> u64;
 }
 
 /// A single instance: it owns everything and has nobody to wait for.
@@ -54,6 +56,9 @@ impl Cluster for Standalone {
         Box::new(|| true)
     }
     fn linked(&self) -> usize {
+        0
+    }
+    fn unreplicated(&self) -> u64 {
         0
     }
 }
@@ -144,6 +149,8 @@ const READ_CHUNK: usize = 4096;
 const KEEP_BUFFERS_UP_TO: usize = 1024;
 /// Wakes the loop when a parked summary may be answered (see `Server::waker`).
 const WAKER: Token = Token(usize::MAX);
+/// Idle and slow connections are looked for this often.
+const SWEEP_EVERY_MS: u64 = 1_000;
 
 pub struct Server {
     poll: Poll,
@@ -234,7 +241,7 @@ impl Server {
         let mut last_sweep = mono_ms();
         loop {
             let any_pending = !self.parked.is_empty();
-            let timeout = Duration::from_millis(if any_pending { 1 } else { 500 });
+            let timeout = self.poll_timeout(last_sweep);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -256,11 +263,33 @@ impl Server {
                 self.answer_pending();
             }
             let now = mono_ms();
-            if now - last_sweep >= 1000 {
+            if now - last_sweep >= SWEEP_EVERY_MS {
                 last_sweep = now;
                 self.sweep_idle(now);
             }
         }
+    }
+
+    /// Sleep until the next idle sweep or parked summary's deadline, whichever is
+    /// first: peers wake the loop when a barrier progresses (`waker`). Only a summary
+    /// that waits for payments in flight (`summary_settle`) is polled, every 1 ms.
+    fn poll_timeout(&self, last_sweep: u64) -> Duration {
+        let sweep_in = (last_sweep + SWEEP_EVERY_MS).saturating_sub(mono_ms());
+        let mut t = Duration::from_millis(sweep_in);
+        let now = Instant::now();
+        for p in self
+            .parked
+            .iter()
+            .filter_map(|&i| self.conns.get(i)?.as_ref()?.pending.as_ref())
+        {
+            let settling = p.settle_to != i64::MIN;
+            t = t.min(if settling {
+                Duration::from_millis(1)
+            } else {
+                p.deadline.saturating_duration_since(now)
+            });
+        }
+        t
     }
 
     fn accept(&mut self, li: usize) {
@@ -642,6 +671,7 @@ fn health(app: &App, out: &mut Vec<u8>) {
     field(&mut b, "parkWakeups", app.router.wakeups());
     field(&mut b, "records", app.ledger.len() as u64);
     field(&mut b, "peers", app.cluster.linked() as u64);
+    field(&mut b, "unreplicated", app.cluster.unreplicated());
     for p in Processor::ALL {
         b.extend_from_slice(b",\"");
         b.extend_from_slice(p.name().as_bytes());

@@ -13,7 +13,7 @@ mod net;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{
-    Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
+    Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
 };
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -77,6 +77,12 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// Every connection not yet closed (registered or still handshaking), for shutdown.
     conns: Mutex<Vec<Weak<Conn>>>,
+    /// Notified (under its mutex) when a link closes or the link shuts down: what the
+    /// connector loops sleep on while linked or backing off.
+    unlinked: Mutex<()>,
+    unlinked_cv: Condvar,
+    /// Wakes the acceptor's poll at shutdown.
+    accept_waker: OnceLock<mio::Waker>,
     /// Called when a barrier may have completed, so that its poller need not spin.
     on_barrier_progress: OnceLock<Box<dyn Fn() + Send + Sync>>,
     /// Forwards handed to a link, by id, with their owner, until the owner's record
@@ -125,6 +131,9 @@ impl Shared {
             barriers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             conns: Mutex::new(Vec::new()),
+            unlinked: Mutex::new(()),
+            unlinked_cv: Condvar::new(),
+            accept_waker: OnceLock::new(),
             on_barrier_progress: OnceLock::new(),
             forwarded: Mutex::new(HashMap::new()),
         }
@@ -134,8 +143,44 @@ impl Shared {
         read(&self.links).by_peer.values().cloned().collect()
     }
 
+    fn link_to(&self, peer: u32) -> Option<Arc<Conn>> {
+        read(&self.links).by_peer.get(&peer).cloned()
+    }
+
     fn is_linked(&self, peer: u32) -> bool {
         read(&self.links).by_peer.contains_key(&peer)
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Wakes the connector loops: a link closed, or the link is shutting down.
+    fn notify_unlinked(&self) {
+        let _held = lock(&self.unlinked);
+        self.unlinked_cv.notify_all();
+    }
+
+    /// Sleeps while `cond` holds (at most `max`, if given), until shutdown or until a
+    /// link closes: no periodic wake-up.
+    fn sleep_while(&self, max: Option<std::time::Duration>, cond: impl Fn() -> bool) {
+        let end = max.map(|d| Instant::now() + d);
+        let mut g = lock(&self.unlinked);
+        while cond() && !self.stopped() {
+            g = match end {
+                None => self.unlinked_cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                Some(end) => {
+                    let left = end.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return;
+                    }
+                    match self.unlinked_cv.wait_timeout(g, left) {
+                        Ok((g, _)) => g,
+                        Err(e) => e.into_inner().0,
+                    }
+                }
+            };
+        }
     }
 
     /// True if we hold at least `own_len` records of `peer`'s log `epoch` (or that log
@@ -249,8 +294,11 @@ impl Peers {
         if let Some(addr) = &cfg.peer_listen {
             let l = net::Listener::bind(addr)?;
             listen = Some(l.local_addr()?);
+            let poll = mio::Poll::new()?;
+            let waker = mio::Waker::new(poll.registry(), link::ACCEPT_WAKER)?;
+            let _ = shared.accept_waker.set(waker);
             let s = shared.clone();
-            threads.push(spawn("peer-accept", move || link::accept_loop(s, l))?);
+            threads.push(spawn("peer-accept", move || link::accept_loop(s, l, poll))?);
         }
         for addr in &cfg.peers {
             let (s, a) = (shared.clone(), addr.clone());
@@ -284,6 +332,13 @@ impl Peers {
         let mut v: Vec<u32> = links.by_peer.keys().copied().collect();
         v.sort_unstable();
         v
+    }
+
+    /// The most records of our log that some linked peer has not been sent yet.
+    pub fn unreplicated(&self) -> u64 {
+        let len = self.shared.ledger.len() as u64;
+        let links = self.shared.linked();
+        links.iter().map(|c| c.unsent(len)).max().unwrap_or(0)
     }
 
     /// A new own record is in the ledger: wake every link writer.
@@ -395,6 +450,10 @@ impl Peers {
     /// Stops every thread and closes every link (also done on drop).
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.notify_unlinked();
+        if let Some(w) = self.shared.accept_waker.get() {
+            let _ = w.wake();
+        }
         let conns: Vec<_> = lock(&self.shared.conns).drain(..).collect();
         for c in conns.iter().filter_map(Weak::upgrade) {
             link::close(&self.shared, &c, "shutdown");

@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
@@ -83,7 +84,7 @@ impl Write for Stream {
     }
 }
 
-/// A non-blocking listener polled by the accept thread (so that it can stop).
+/// A non-blocking listener, polled (mio) by the accept thread so that it can stop.
 pub enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener, String),
@@ -130,6 +131,15 @@ impl Listener {
             }
         };
         Ok(s)
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Listener::Tcp(t) => t.as_raw_fd(),
+            Listener::Unix(u, _) => u.as_raw_fd(),
+        }
     }
 }
 

@@ -292,12 +292,13 @@ pub fn compare(
     (ours, [totals(&d.body, &[]), totals(&f.body, &[])])
 }
 
-/// Polls until the backend has nothing queued or in flight.
+/// Polls until the backend has nothing queued, in flight or unsent to a linked peer.
 pub fn wait_drained(backend: &Proc, timeout: Duration) {
     let end = Instant::now() + timeout;
     loop {
         let h = request(backend.port, "GET", "/health", &[], "");
-        if field(&h.body, &["queue"]) == "0" && field(&h.body, &["inflight"]) == "0" {
+        let settled = ["queue", "inflight", "unreplicated"];
+        if settled.iter().all(|f| field(&h.body, &[f]) == "0") {
             return;
         }
         assert!(Instant::now() < end, "backend did not drain: {}", h.body);

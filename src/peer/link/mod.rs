@@ -12,14 +12,14 @@ mod reader;
 mod writer;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::codec::{Forwarded, Frame, LogPos};
 use super::net::Stream;
 use super::{lock, write_lock, Shared};
-pub(crate) use dial::{accept_loop, connect_loop};
+pub(crate) use dial::{accept_loop, connect_loop, ACCEPT_WAKER};
 use handshake::Hello;
 use reader::{read_loop, FrameReader};
 use writer::writer;
@@ -39,9 +39,14 @@ pub const MAX_INBOUND: usize = 64;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The writer sends a `Ping` after this long without writing...
-const PING_EVERY: Duration = Duration::from_millis(500);
+const PING_EVERY: Duration = Duration::from_millis(1_000);
 /// ...and the reader closes a link silent for this long.
 const SILENCE: Duration = Duration::from_secs(3);
+/// New records wait this long for more before the writer sends them: one write (and
+/// one wake-up of the peer's reader) carries several. Summaries do not wait for it: a
+/// barrier request is answered at once, after everything before it. A crash within it
+/// loses no record: the journal (or the processor, asked again) still has it.
+const LINGER: Duration = Duration::from_millis(20);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -64,11 +69,22 @@ struct Out {
 
 impl Out {
     fn has_work(&self) -> bool {
-        self.kick
-            || self.want.is_some()
+        self.urgent() || self.lazy()
+    }
+
+    /// Work that goes out at once: the peer or a summary is waiting on it, or a
+    /// forwarded payment (the only copy of an accepted payment in transit: it must not
+    /// sit here while its instance may crash).
+    fn urgent(&self) -> bool {
+        self.want.is_some()
             || !self.control.is_empty()
-            || !self.forwards.is_empty()
             || !self.barriers.is_empty()
+            || !self.forwards.is_empty()
+    }
+
+    /// Work that waits up to `LINGER` for company: new own records.
+    fn lazy(&self) -> bool {
+        self.kick
     }
 }
 
@@ -80,12 +96,22 @@ pub(crate) struct Conn {
     out: Mutex<Out>,
     cv: Condvar,
     closed: AtomicBool,
+    /// How far into our log (of `Ledger::epoch`) the writer has written to this peer;
+    /// `u64::MAX` until the peer said where to start (`Want`).
+    sent: AtomicU64,
 }
 
 impl Conn {
+    /// New own records: the writer is woken only if it had nothing to send (once
+    /// it has, it is awake or lingering, and will send these too).
     pub fn kick(&self) {
-        lock(&self.out).kick = true;
-        self.cv.notify_one();
+        let mut o = lock(&self.out);
+        let quiet = !o.has_work();
+        o.kick = true;
+        drop(o);
+        if quiet {
+            self.cv.notify_one();
+        }
     }
 
     /// Queues a control frame; closes the link if the peer lets them pile up.
@@ -134,6 +160,14 @@ impl Conn {
         self.cv.notify_one();
     }
 
+    /// Records of our log not yet written to this peer (all of it before its `Want`).
+    pub fn unsent(&self, log_len: u64) -> u64 {
+        match self.sent.load(Ordering::Acquire) {
+            u64::MAX => log_len,
+            sent => log_len.saturating_sub(sent),
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
@@ -162,6 +196,7 @@ pub(crate) fn close(s: &Shared, c: &Conn, why: &str) {
         }
     }
     s.barrier_gone(c.id);
+    s.notify_unlinked();
 }
 
 fn members(me: u32, peers: impl Iterator<Item = u32>) -> Vec<u32> {
@@ -207,6 +242,7 @@ fn run_conn(s: &Arc<Shared>, stream: Stream, mut rd: FrameReader, h: Hello, outb
         out: Mutex::default(),
         cv: Condvar::new(),
         closed: AtomicBool::new(false),
+        sent: AtomicU64::new(u64::MAX),
     });
     {
         let mut conns = lock(&s.conns);

@@ -3,13 +3,14 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::super::codec::{self, Forwarded, Frame, LogPos, MAX_BATCH};
 use super::super::net::Stream;
 use super::super::{lock, Shared};
 use super::reader::payment_of;
-use super::{close, Conn, PendingAck, FLUSH_AT, PING_EVERY};
+use super::{close, Conn, PendingAck, FLUSH_AT, LINGER, PING_EVERY};
 
 /// Work the writer took from the link's queues.
 struct Work {
@@ -27,6 +28,13 @@ impl Conn {
             o = self
                 .cv
                 .wait_timeout_while(o, wait, |o| !o.has_work() && !self.is_closed())
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        if !o.urgent() && o.lazy() && !self.is_closed() {
+            o = self
+                .cv
+                .wait_timeout_while(o, LINGER, |o| !o.urgent() && !self.is_closed())
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
@@ -100,10 +108,18 @@ pub(super) fn writer(s: &Shared, c: &Conn, mut stream: Stream) {
             buf.clear();
             last_write = now;
         }
+        if let Some(p) = pos {
+            c.sent.store(p.next, Ordering::Release);
+        }
     }
-    // The batch being written when the link failed may have reached the owner: it stays
-    // in `forwarded` and goes again when the owner links again (who ignores what it
-    // has); paying it here could pay it twice. Forwards still queued never left: paid here.
+    // What this link wrote may never have been read (the peer closes its end of a
+    // replaced link too): it stays in `forwarded` and goes again on the owner's next
+    // link (who ignores what it has); paying it here could pay it twice. If that link
+    // is up already, its own resend may have run before this writer stopped: resend.
+    // Forwards still queued never left: paid here.
+    if let Some(next) = s.link_to(c.peer).filter(|n| n.id != c.id) {
+        s.resend_forwards(c.peer, &next);
+    }
     let queued = std::mem::take(&mut lock(&c.out).forwards);
     for f in queued {
         s.forward_taken_back(&f.id);
