@@ -87,40 +87,65 @@ pub struct Health {
     pub min_response_ms: u32,
 }
 
-enum Conn {
+enum Io {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
+/// A keep-alive connection and the read timeout its socket has now.
+struct Conn {
+    io: Io,
+    read_timeout: Option<Duration>,
+}
+
 impl Conn {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Conn::Plain(s) => s,
-            Conn::Tls(s) => &s.sock,
+    fn new(io: Io) -> Conn {
+        Conn {
+            io,
+            read_timeout: None,
         }
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match &self.io {
+            Io::Plain(s) => s,
+            Io::Tls(s) => &s.sock,
+        }
+    }
+
+    /// Bounds the next reads by `left`. The socket option is changed only when it is
+    /// off by more than `slack` (one syscall per exchange at most, usually none), so a
+    /// read may end up to `slack` before or after the exchange's deadline.
+    fn bound_reads(&mut self, left: Duration, slack: Duration) -> io::Result<()> {
+        let close = self.read_timeout.is_some_and(|t| t.abs_diff(left) <= slack);
+        if !close {
+            self.tcp().set_read_timeout(Some(left))?;
+            self.read_timeout = Some(left);
+        }
+        Ok(())
     }
 }
 
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.read(buf),
-            Conn::Tls(s) => s.read(buf),
+        match &mut self.io {
+            Io::Plain(s) => s.read(buf),
+            Io::Tls(s) => s.read(buf),
         }
     }
 }
 
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.write(buf),
-            Conn::Tls(s) => s.write(buf),
+        match &mut self.io {
+            Io::Plain(s) => s.write(buf),
+            Io::Tls(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Conn::Plain(s) => s.flush(),
-            Conn::Tls(s) => s.flush(),
+        match &mut self.io {
+            Io::Plain(s) => s.flush(),
+            Io::Tls(s) => s.flush(),
         }
     }
 }
@@ -206,7 +231,7 @@ impl Client {
             .inspect_err(|_| self.addr = None)?;
         tcp.set_nodelay(true)?;
         if !self.ep.tls {
-            return Ok(Conn::Plain(tcp));
+            return Ok(Conn::new(Io::Plain(tcp)));
         }
         let cfg = self
             .tls
@@ -215,7 +240,9 @@ impl Client {
         let name = rustls::pki_types::ServerName::try_from(self.ep.host.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let conn = rustls::ClientConnection::new(cfg, name).map_err(io::Error::other)?;
-        Ok(Conn::Tls(Box::new(rustls::StreamOwned::new(conn, tcp))))
+        Ok(Conn::new(Io::Tls(Box::new(rustls::StreamOwned::new(
+            conn, tcp,
+        )))))
     }
 
     fn head(&mut self, method: &str, path: &[u8], body_len: Option<usize>) {
@@ -253,7 +280,9 @@ impl Client {
             // A reused socket may have been closed by the server; a fresh one failed early.
             return Err(reused);
         }
-        match read_response(&mut conn, &mut self.buf, deadline) {
+        // A tenth of the timeout, at most 50 ms: what a read may miss the deadline by.
+        let slack = self.timeout.min(Duration::from_millis(500)) / 10;
+        match read_response(&mut conn, &mut self.buf, deadline, slack) {
             Ok(resp) => {
                 if !resp.close {
                     self.conn = Some(conn);
@@ -350,12 +379,17 @@ fn parse_stored(body: &[u8]) -> Option<Lookup> {
     })
 }
 
-fn read_more(conn: &mut Conn, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<()> {
+fn read_more(
+    conn: &mut Conn,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+    slack: Duration,
+) -> io::Result<()> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(io::ErrorKind::TimedOut.into());
     }
-    conn.tcp().set_read_timeout(Some(left))?;
+    conn.bound_reads(left, slack)?;
     let mut chunk = [0u8; 4096];
     let n = conn.read(&mut chunk)?;
     if n == 0 {
@@ -371,7 +405,12 @@ fn read_more(conn: &mut Conn, buf: &mut Vec<u8>, deadline: Instant) -> io::Resul
     Ok(())
 }
 
-fn read_response(conn: &mut Conn, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<Response> {
+fn read_response(
+    conn: &mut Conn,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+    slack: Duration,
+) -> io::Result<Response> {
     buf.clear();
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
     let (status, head_len, length, chunked, close) = loop {
@@ -402,7 +441,7 @@ fn read_response(conn: &mut Conn, buf: &mut Vec<u8>, deadline: Instant) -> io::R
                 }
                 break (status, n, length, chunked, close);
             }
-            httparse::Status::Partial => read_more(conn, buf, deadline)?,
+            httparse::Status::Partial => read_more(conn, buf, deadline, slack)?,
         }
     };
     let body = if chunked {
@@ -412,7 +451,7 @@ fn read_response(conn: &mut Conn, buf: &mut Vec<u8>, deadline: Instant) -> io::R
             {
                 break body;
             }
-            read_more(conn, buf, deadline)?;
+            read_more(conn, buf, deadline, slack)?;
         }
     } else {
         let len = length.unwrap_or(0);
@@ -420,7 +459,7 @@ fn read_response(conn: &mut Conn, buf: &mut Vec<u8>, deadline: Instant) -> io::R
             return Err(bad("response too large"));
         }
         while buf.len() < head_len + len {
-            read_more(conn, buf, deadline)?;
+            read_more(conn, buf, deadline, slack)?;
         }
         buf[head_len..head_len + len].to_vec()
     };

@@ -33,8 +33,11 @@ pub struct Shared {
     pub busy: Arc<AtomicUsize>,
 }
 
-/// Pause before re-asking a processor that gave no usable answer.
+/// Pause before re-asking a processor that gave no usable answer, doubled per failed
+/// lookup up to `MAX_RETRY_PAUSE`: a processor that is down costs each waiting worker a
+/// few wake-ups a second, not fifty.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 pub struct Worker {
     shared: Arc<Shared>,
@@ -138,6 +141,7 @@ impl Worker {
 
     /// Asks `proc` what it stored for `p`; records it and returns true if found.
     fn reconcile(&mut self, p: &Payment, proc: Processor) -> bool {
+        let mut pause = RETRY_PAUSE;
         loop {
             match self.clients[proc.index()].lookup(&p.id) {
                 Lookup::Found {
@@ -153,7 +157,10 @@ impl Worker {
                     return true;
                 }
                 Lookup::NotFound => return false,
-                Lookup::Error => std::thread::sleep(RETRY_PAUSE),
+                Lookup::Error => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                }
             }
         }
     }
