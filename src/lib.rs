@@ -7,13 +7,15 @@
 //! a restarted instance finishes it; `inflight` tracks payments whose outcome is
 //! pending; `health` polls the processors' health; `peer` shares records, purges,
 //! health, summary barriers and forwarded payments with the other instances
-//! (`cluster` adapts it to the server); `node` wires it all from `config`.
+//! (`cluster` adapts it to the server); `node` wires it all from `config`;
+//! `identity` derives the instance id when none is set.
 #![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod identity;
 pub mod inflight;
 pub mod intake;
 pub mod journal;

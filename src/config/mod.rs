@@ -3,8 +3,13 @@
 //! Every limit the server enforces lives here so that it is explicit and tunable;
 //! a flag on the command line wins over its environment variable.
 
+mod flags;
+
 use std::fmt;
 use std::time::Duration;
+
+use flags::FLAGS;
+pub use flags::usage;
 
 /// Where a listener or a peer lives: TCP `host:port` or a unix socket `unix:PATH`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +85,8 @@ pub struct Config {
     pub summary_settle: bool,
     pub health_interval: Duration,
     pub instance_id: u32,
+    /// `instance_id` was derived (`identity`), not set with `--instance-id`.
+    pub id_derived: bool,
     pub peer_listen: Option<Addr>,
     pub peers: Vec<Addr>,
     pub peer_token: String,
@@ -108,6 +115,7 @@ impl Default for Config {
             summary_settle: false,
             health_interval: Duration::from_millis(5_100),
             instance_id: 1,
+            id_derived: false,
             peer_listen: None,
             peers: Vec::new(),
             peer_token: String::new(),
@@ -132,203 +140,6 @@ pub enum Command {
     Run(Box<Config>),
     Help,
     Version,
-}
-
-/// One flag: its name, env var, value hint and help line.
-struct Flag {
-    name: &'static str,
-    env: &'static str,
-    hint: &'static str,
-    help: &'static str,
-}
-
-const FLAGS: &[Flag] = &[
-    Flag {
-        name: "port",
-        env: "RINHA_PORT",
-        hint: "N",
-        help: "listen on 0.0.0.0:N (HTTP)",
-    },
-    Flag {
-        name: "listen",
-        env: "RINHA_LISTEN",
-        hint: "ADDR",
-        help: "listen on HOST:PORT or unix:PATH (repeatable)",
-    },
-    Flag {
-        name: "unix",
-        env: "RINHA_UNIX",
-        hint: "PATH",
-        help: "listen on a unix socket (for nginx)",
-    },
-    Flag {
-        name: "default-url",
-        env: "RINHA_DEFAULT_URL",
-        hint: "URL",
-        help: "default processor [http://127.0.0.1:8001]",
-    },
-    Flag {
-        name: "fallback-url",
-        env: "RINHA_FALLBACK_URL",
-        hint: "URL",
-        help: "fallback processor [http://127.0.0.1:8002]",
-    },
-    Flag {
-        name: "workers",
-        env: "RINHA_WORKERS",
-        hint: "N",
-        help: "processor client threads [256]",
-    },
-    Flag {
-        name: "queue",
-        env: "RINHA_QUEUE",
-        hint: "N",
-        help: "accepted payments waiting for a worker; full => 503 [65536]",
-    },
-    Flag {
-        name: "max-conns",
-        env: "RINHA_MAX_CONNS",
-        hint: "N",
-        help: "open HTTP connections; beyond => closed at accept [16384]",
-    },
-    Flag {
-        name: "max-header",
-        env: "RINHA_MAX_HEADER",
-        hint: "BYTES",
-        help: "request head size; beyond => 431 [8192]",
-    },
-    Flag {
-        name: "max-body",
-        env: "RINHA_MAX_BODY",
-        hint: "BYTES",
-        help: "request body size; beyond => 413 [4096]",
-    },
-    Flag {
-        name: "idle-timeout-ms",
-        env: "RINHA_IDLE_TIMEOUT_MS",
-        hint: "MS",
-        help: "close idle client connections [60000]",
-    },
-    Flag {
-        name: "request-timeout-ms",
-        env: "RINHA_REQUEST_TIMEOUT_MS",
-        hint: "MS",
-        help: "a request must arrive whole within this of its first byte; else 408 [5000]",
-    },
-    Flag {
-        name: "client-timeout-ms",
-        env: "RINHA_CLIENT_TIMEOUT_MS",
-        hint: "MS",
-        help: "processor response timeout [10000]",
-    },
-    Flag {
-        name: "connect-timeout-ms",
-        env: "RINHA_CONNECT_TIMEOUT_MS",
-        hint: "MS",
-        help: "processor connect timeout [1000]",
-    },
-    Flag {
-        name: "summary-wait-ms",
-        env: "RINHA_SUMMARY_WAIT_MS",
-        hint: "MS",
-        help: "longest wait of a summary for peers (and in-flight payments) [1000]",
-    },
-    Flag {
-        name: "summary-settle",
-        env: "RINHA_SUMMARY_SETTLE",
-        hint: "on|off",
-        help: "summary waits for in-flight payments with requestedAt <= to [off]",
-    },
-    Flag {
-        name: "health-interval-ms",
-        env: "RINHA_HEALTH_INTERVAL_MS",
-        hint: "MS",
-        help: "health poll period per processor, >= 5000 [5100]",
-    },
-    Flag {
-        name: "instance-id",
-        env: "RINHA_INSTANCE_ID",
-        hint: "N",
-        help: "unique id of this instance in the cluster [1]",
-    },
-    Flag {
-        name: "peer-listen",
-        env: "RINHA_PEER_LISTEN",
-        hint: "ADDR",
-        help: "accept peers on HOST:PORT or unix:PATH",
-    },
-    Flag {
-        name: "peer",
-        env: "RINHA_PEERS",
-        hint: "ADDR",
-        help: "connect to a peer (repeatable; env: comma-separated)",
-    },
-    Flag {
-        name: "peer-token",
-        env: "RINHA_PEER_TOKEN",
-        hint: "SECRET",
-        help: "shared secret of the peer handshake",
-    },
-    Flag {
-        name: "purge-token",
-        env: "RINHA_PURGE_TOKEN",
-        hint: "SECRET",
-        help: "if set, purge needs header X-Purge-Token",
-    },
-    Flag {
-        name: "tls-ca",
-        env: "RINHA_TLS_CA",
-        hint: "PEM",
-        help: "extra CA certificates for https processors",
-    },
-    Flag {
-        name: "journal",
-        env: "RINHA_JOURNAL",
-        hint: "PATH",
-        help: "crash journal: a restarted instance finishes what it accepted",
-    },
-    Flag {
-        name: "slow-ms",
-        env: "RINHA_SLOW_MS",
-        hint: "MS",
-        help: "router: default counts as slow above this latency [600]",
-    },
-    Flag {
-        name: "speedup",
-        env: "RINHA_SPEEDUP",
-        hint: "X",
-        help: "router: fallback must be X times faster than slow default [3]",
-    },
-    Flag {
-        name: "max-defer-ms",
-        env: "RINHA_MAX_DEFER_MS",
-        hint: "MS",
-        help: "router: longest wait for a failing default [8000]",
-    },
-    Flag {
-        name: "probe-interval-ms",
-        env: "RINHA_PROBE_INTERVAL_MS",
-        hint: "MS",
-        help: "router: spacing of probes to a failing processor [250]",
-    },
-    Flag {
-        name: "max-probe-latency-ms",
-        env: "RINHA_MAX_PROBE_LATENCY_MS",
-        hint: "MS",
-        help: "router: no probes to a processor slower than this (health tells) [1200]",
-    },
-];
-
-pub fn usage() -> String {
-    let mut s = String::from(
-        "rinha: Rinha de Backend 2025 payment intermediary\n\nUSAGE: rinha [FLAGS]\n\nFLAGS (each also read from its env var):\n",
-    );
-    for f in FLAGS {
-        let left = format!("  --{} {}", f.name, f.hint);
-        s.push_str(&format!("{left:<30} {:<26} {}\n", f.env, f.help));
-    }
-    s.push_str("  --help, -h                   print this help\n  --version, -V                print the version\n");
-    s
 }
 
 fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
@@ -390,9 +201,14 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn validate(cfg: &mut Config) -> Result<(), String> {
+fn validate(cfg: &mut Config, id_set: bool) -> Result<(), String> {
     if cfg.listen.is_empty() {
         cfg.listen.push(Addr::Tcp("0.0.0.0:9999".into()));
+    }
+    if !id_set {
+        let host = crate::identity::hostname();
+        cfg.instance_id = crate::identity::derive(&host, cfg.peer_listen.as_ref(), &cfg.listen);
+        cfg.id_derived = true;
     }
     for (what, v) in [
         ("workers", cfg.workers),
@@ -426,9 +242,11 @@ where
     E: Fn(&str) -> Option<String>,
 {
     let mut cfg = Config::default();
+    let mut id_set = false;
     for f in FLAGS {
         if let Some(v) = env(f.env).filter(|v| !v.is_empty()) {
             apply(&mut cfg, f.name, &v).map_err(|e| format!("{}: {e}", f.env))?;
+            id_set |= f.name == "instance-id";
         }
     }
     let mut cli = Config {
@@ -456,6 +274,7 @@ where
         };
         cli_listen |= matches!(name.as_str(), "port" | "listen" | "unix");
         cli_peers |= name == "peer";
+        id_set |= name == "instance-id";
         apply(&mut cli, &name, &value)?;
     }
     if !cli_listen {
@@ -464,7 +283,7 @@ where
     if !cli_peers {
         cli.peers = cfg.peers;
     }
-    validate(&mut cli)?;
+    validate(&mut cli, id_set)?;
     Ok(Command::Run(Box::new(cli)))
 }
 
@@ -477,7 +296,7 @@ impl fmt::Display for Config {
         write!(
             f,
             "listen=[{}] default={} fallback={} workers={} queue={} max_conns={} max_header={} \
-             max_body={} idle_timeout={:?} client_timeout={:?} summary_wait={:?} summary_settle={} instance={} \
+             max_body={} idle_timeout={:?} client_timeout={:?} summary_wait={:?} summary_settle={} instance={}{} \
              peer_listen={} peers=[{}] peer_token={} purge_token={} journal={} slow_ms={} speedup={} \
              max_defer_ms={} probe_interval_ms={} max_probe_latency_ms={}",
             listen.join(","),
@@ -493,6 +312,7 @@ impl fmt::Display for Config {
             self.summary_wait,
             self.summary_settle,
             self.instance_id,
+            if self.id_derived { " (derived)" } else { "" },
             self.peer_listen
                 .as_ref()
                 .map_or("-".to_string(), Addr::to_string),
@@ -586,6 +406,35 @@ mod tests {
         );
         assert!(Addr::parse("nohost").is_err());
         assert!(Addr::parse("unix:").is_err());
+    }
+
+    #[test]
+    fn instance_id_is_derived_unless_set() {
+        let a = run(
+            &["--peer-listen", "127.0.0.1:7001", "--peer-token", "t"],
+            &[],
+        )
+        .unwrap();
+        let b = run(
+            &["--peer-listen", "127.0.0.1:7002", "--peer-token", "t"],
+            &[],
+        )
+        .unwrap();
+        assert!(a.id_derived && b.id_derived);
+        assert_ne!(a.instance_id, b.instance_id);
+        assert!(a.instance_id >= crate::identity::DERIVED_BASE);
+        let again = run(
+            &["--peer-listen", "127.0.0.1:7001", "--peer-token", "t"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.instance_id, again.instance_id, "stable across restarts");
+        let set = run(&["--instance-id", "7"], &[]).unwrap();
+        assert_eq!((set.instance_id, set.id_derived), (7, false));
+        let env = run(&[], &[("RINHA_INSTANCE_ID", "8")]).unwrap();
+        assert_eq!((env.instance_id, env.id_derived), (8, false));
+        assert!(set.to_string().contains("instance=7 "));
+        assert!(a.to_string().contains(" (derived)"));
     }
 
     #[test]
