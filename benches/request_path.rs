@@ -53,6 +53,7 @@ fn main() {
         cluster: Arc::new(Standalone),
         busy: Arc::new(AtomicUsize::new(0)),
         instance_id: 1,
+        id_derived: false,
         purge_token: None,
         summary_wait: cfg.summary_wait,
         summary_settle: cfg.summary_settle,

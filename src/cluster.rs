@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::intake::Intake;
 use crate::ledger::Ledger;
 use crate::payment::{CorrelationId, Payment, Processor};
-use crate::peer::{PeerEvents, Peers};
+use crate::peer::{Cause, PeerEvents, Peers};
 use crate::router::Router;
 use crate::server::Cluster;
 
@@ -35,6 +35,22 @@ impl Cluster for Peers {
 
     fn unreplicated(&self) -> u64 {
         Peers::unreplicated(self)
+    }
+
+    fn is_health_leader(&self) -> bool {
+        Peers::is_health_leader(self)
+    }
+
+    fn replication_lag(&self) -> Vec<(u32, u64)> {
+        Peers::replication_lag(self)
+    }
+
+    fn conflict(&self) -> Option<Cause> {
+        Peers::conflict(self)
+    }
+
+    fn conflicts(&self) -> [bool; Cause::ALL.len()] {
+        Peers::conflicts(self)
     }
 }
 

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::METRICS;
 use crate::payment::Processor;
 use crate::processor::{Client, Health};
 use crate::router::Router;
@@ -26,7 +27,9 @@ impl Poller {
         loop {
             if (self.is_leader)() {
                 for p in Processor::ALL {
-                    if let Some(h) = self.clients[p.index()].health() {
+                    let reading = self.clients[p.index()].health();
+                    METRICS.health_polled(p, reading.is_some());
+                    if let Some(h) = reading {
                         self.router
                             .on_health(p, h.failing, h.min_response_ms, mono_ms());
                         (self.share)(p, h);

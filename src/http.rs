@@ -47,15 +47,23 @@ pub enum HttpError {
 }
 
 impl HttpError {
-    pub fn response(self) -> Vec<u8> {
+    pub fn status(self) -> u16 {
         match self {
-            HttpError::Malformed => error_response(400, "malformed HTTP request", true),
-            HttpError::HeadTooLarge => error_response(431, "request head too large", true),
-            HttpError::BodyTooLarge => error_response(413, "request body too large", true),
-            HttpError::LengthRequired => {
-                error_response(411, "Content-Length required (no chunked bodies)", true)
-            }
+            HttpError::Malformed => 400,
+            HttpError::HeadTooLarge => 431,
+            HttpError::BodyTooLarge => 413,
+            HttpError::LengthRequired => 411,
         }
+    }
+
+    pub fn response(self) -> Vec<u8> {
+        let reason = match self {
+            HttpError::Malformed => "malformed HTTP request",
+            HttpError::HeadTooLarge => "request head too large",
+            HttpError::BodyTooLarge => "request body too large",
+            HttpError::LengthRequired => "Content-Length required (no chunked bodies)",
+        };
+        error_response(self.status(), reason, true)
     }
 }
 

@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 
+use crate::metrics::METRICS;
 use crate::payment::{CorrelationId, Payment, Processor, Record};
 
 const ACCEPTED: u8 = b'A';
@@ -85,8 +86,10 @@ impl Journal {
 
     fn append(&self, mut file: &File, bytes: &[u8]) {
         if let Err(e) = file.write_all(bytes) {
+            METRICS.journal_errors.inc();
             eprintln!("rinha: journal {}: {e}", self.path);
         }
+        METRICS.journal_bytes.add(bytes.len() as u64);
     }
 
     /// A payment was accepted (call before answering 202).

@@ -7,7 +7,8 @@
 //! a restarted instance finishes it; `inflight` tracks payments whose outcome is
 //! pending; `health` polls the processors' health; `peer` shares records, purges,
 //! health, summary barriers and forwarded payments with the other instances
-//! (`cluster` adapts it to the server); `node` wires it all from `config`;
+//! (`cluster` adapts it to the server); `node` wires it all from `config`.
+//! `metrics` counts what each part does (relaxed atomics) and renders `GET /metrics`;
 //! `identity` derives the instance id when none is set.
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,7 @@ pub mod intake;
 pub mod journal;
 pub mod json;
 pub mod ledger;
+pub mod metrics;
 pub mod node;
 pub mod payment;
 pub mod peer;

@@ -12,6 +12,7 @@ use crate::inflight::InFlight;
 use crate::intake::Intake;
 use crate::journal::{Journal, Replay};
 use crate::ledger::Ledger;
+use crate::metrics::METRICS;
 use crate::peer::Peers;
 use crate::processor::{tls_config, Client, Endpoint};
 use crate::router::Router;
@@ -97,6 +98,15 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
             .stack_size(WORKER_STACK)
             .spawn(move || w.run(rx))?;
     }
+    METRICS
+        .workers
+        .set(i64::try_from(cfg.workers).unwrap_or(i64::MAX));
+    METRICS
+        .journal_restored_records
+        .set(replay.recorded.len() as i64);
+    METRICS
+        .journal_resumed_payments
+        .set(replay.open.len() as i64);
     if !replay.recorded.is_empty() || !replay.open.is_empty() {
         eprintln!(
             "rinha: journal: {} recorded payments restored, {} open payments resumed",
@@ -133,6 +143,7 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
         cluster,
         busy,
         instance_id: cfg.instance_id,
+        id_derived: cfg.id_derived,
         purge_token: cfg.purge_token.clone(),
         summary_wait: cfg.summary_wait,
         summary_settle: cfg.summary_settle,

@@ -16,6 +16,7 @@ use crossbeam_channel::Receiver;
 use crate::inflight::InFlight;
 use crate::journal::Journal;
 use crate::ledger::Ledger;
+use crate::metrics::METRICS;
 use crate::payment::{Payment, Processor, Record};
 use crate::processor::{Client, Lookup, Outcome};
 use crate::router::{Decision, Lead, Observation, Router};
@@ -71,6 +72,7 @@ impl Worker {
         loop {
             let proc = match router.decide(p.accepted_ms, pinned, mono_ms()) {
                 wait @ Decision::Wait(_) => {
+                    METRICS.decided(&wait);
                     router.park(&wait, &mut lead);
                     continue;
                 }
@@ -86,6 +88,7 @@ impl Worker {
             open.push(at);
             let started = Instant::now();
             let outcome = self.clients[proc.index()].pay(&p.id, p.cents, at);
+            METRICS.attempt(proc, outcome, started.elapsed());
             let elapsed = started.elapsed().as_millis() as u64;
             match outcome {
                 Outcome::Stored => {
@@ -137,13 +140,17 @@ impl Worker {
         for at in open {
             self.shared.inflight.end(at);
         }
+        let waited = mono_ms().saturating_sub(p.accepted_ms);
+        METRICS.accept_to_record.observe_ms(waited);
     }
 
     /// Asks `proc` what it stored for `p`; records it and returns true if found.
     fn reconcile(&mut self, p: &Payment, proc: Processor) -> bool {
         let mut pause = RETRY_PAUSE;
         loop {
-            match self.clients[proc.index()].lookup(&p.id) {
+            let found = self.clients[proc.index()].lookup(&p.id);
+            METRICS.reconciled(proc, &found);
+            match found {
                 Lookup::Found {
                     cents,
                     requested_at_us,
@@ -170,6 +177,7 @@ impl Worker {
             j.recorded(&r);
         }
         self.shared.ledger.insert(r);
+        METRICS.payments_paid[r.processor.index()].inc();
         (self.shared.on_record)();
     }
 }

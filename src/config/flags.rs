@@ -197,4 +197,3 @@ pub fn usage() -> String {
     s.push_str("  --help, -h                   print this help\n  --version, -V                print the version\n");
     s
 }
-

@@ -8,8 +8,8 @@ mod flags;
 use std::fmt;
 use std::time::Duration;
 
-use flags::FLAGS;
 pub use flags::usage;
+use flags::FLAGS;
 
 /// Where a listener or a peer lives: TCP `host:port` or a unix socket `unix:PATH`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 
 mod barrier;
 pub mod codec;
+mod conflict;
 mod link;
 mod net;
 
@@ -21,6 +22,7 @@ use std::time::Instant;
 pub use barrier::BarrierWait;
 use barrier::{Entry, EntryState};
 use codec::{Forwarded, Frame};
+pub use conflict::Cause;
 use link::Conn;
 
 use crate::config::{Addr, Config};
@@ -89,6 +91,8 @@ pub(crate) struct Shared {
     /// of them arrives here: a link that breaks may have lost them in flight, so they
     /// are sent again when the owner links again (it ignores what it already has).
     forwarded: Mutex<HashMap<CorrelationId, (u32, Forwarded)>>,
+    /// Handshake refusals that retrying cannot fix (see `conflict`).
+    conflicts: conflict::Conflicts,
 }
 
 /// Prune `Shared::forwarded` of recorded payments every this many forwards.
@@ -136,6 +140,7 @@ impl Shared {
             accept_waker: OnceLock::new(),
             on_barrier_progress: OnceLock::new(),
             forwarded: Mutex::new(HashMap::new()),
+            conflicts: conflict::Conflicts::default(),
         }
     }
 
@@ -339,6 +344,30 @@ impl Peers {
         let len = self.shared.ledger.len() as u64;
         let links = self.shared.linked();
         links.iter().map(|c| c.unsent(len)).max().unwrap_or(0)
+    }
+
+    /// The misconfiguration that keeps a peer from linking, if one was seen lately.
+    pub fn conflict(&self) -> Option<Cause> {
+        self.shared.conflicts.active(crate::time::mono_ms())
+    }
+
+    /// Which misconfigurations were seen lately, by `Cause` index.
+    pub fn conflicts(&self) -> [bool; Cause::ALL.len()] {
+        let now = crate::time::mono_ms();
+        Cause::ALL.map(|c| self.shared.conflicts.is_active(c, now))
+    }
+
+    /// Per linked peer, sorted: records of our log not yet written to it.
+    pub fn replication_lag(&self) -> Vec<(u32, u64)> {
+        let len = self.shared.ledger.len() as u64;
+        let mut v: Vec<(u32, u64)> = self
+            .shared
+            .linked()
+            .iter()
+            .map(|c| (c.peer, c.unsent(len)))
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     /// A new own record is in the ledger: wake every link writer.

@@ -90,6 +90,11 @@ impl Router {
         self.st(p).latency_ms.load(Relaxed)
     }
 
+    /// Monotonic ms of the last probe sent to `p` (0: never).
+    pub fn last_probe_ms(&self, p: Processor) -> u64 {
+        self.st(p).last_probe_ms.load(Relaxed)
+    }
+
     /// True if a probe's answer would come back before the checkers' window closes on it.
     fn probe_ok(&self, p: Processor) -> bool {
         self.latency_ms(p) <= self.cfg.max_probe_latency_ms

@@ -32,7 +32,10 @@ pub(crate) fn connect_loop(s: Arc<Shared>, addr: Addr) {
         let mut rd = FrameReader::new();
         let dialed = Stream::connect(&addr, CONNECT_TIMEOUT)
             .map_err(|e| e.to_string())
-            .and_then(|mut st| handshake(&s, &mut st, &mut rd, true).map(|h| (st, h)));
+            .and_then(|mut st| {
+                let h = handshake(&s, &mut st, &mut rd, true).map_err(|e| e.to_string());
+                h.map(|h| (st, h))
+            });
         match dialed {
             Ok((stream, h)) => {
                 failing = false;
@@ -112,6 +115,8 @@ fn inbound(s: &Arc<Shared>, mut stream: Stream) {
     let mut rd = FrameReader::new();
     match handshake(s, &mut stream, &mut rd, false) {
         Ok(h) => run_conn(s, stream, rd, h, false),
+        // Logged once per streak by `Conflicts`, not once per retry.
+        Err(e) if e.misconfigured => {}
         Err(e) => eprintln!("peer: refused an inbound link: {e}"),
     }
 }

@@ -4,6 +4,7 @@ use std::io::{self, Write};
 use std::sync::atomic::Ordering;
 
 use super::super::codec::{self, Frame, FrameError, RefuseReason};
+use super::super::conflict::Cause;
 use super::super::net::Stream;
 use super::super::Shared;
 use super::reader::{FrameReader, ReadError};
@@ -52,6 +53,28 @@ fn check_hello(s: &Shared, f: Frame) -> Result<Hello, (Option<RefuseReason>, Str
     }
 }
 
+/// Why a handshake failed; a misconfiguration was logged by `Conflicts` already.
+#[derive(Debug)]
+pub(crate) struct HandshakeError {
+    pub why: String,
+    pub misconfigured: bool,
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl From<io::Error> for HandshakeError {
+    fn from(e: io::Error) -> Self {
+        HandshakeError {
+            why: e.to_string(),
+            misconfigured: false,
+        }
+    }
+}
+
 /// Both sides send a `Hello` (the dialer first) and check the other's: same protocol
 /// version (frame header), same secret (constant-time), different instance id.
 pub(crate) fn handshake(
@@ -59,10 +82,8 @@ pub(crate) fn handshake(
     stream: &mut Stream,
     rd: &mut FrameReader,
     outbound: bool,
-) -> Result<Hello, String> {
-    stream
-        .set_timeouts(Some(HANDSHAKE_TIMEOUT), Some(HANDSHAKE_TIMEOUT))
-        .map_err(|e| e.to_string())?;
+) -> Result<Hello, HandshakeError> {
+    stream.set_timeouts(Some(HANDSHAKE_TIMEOUT), Some(HANDSHAKE_TIMEOUT))?;
     let mine = Frame::Hello {
         instance_id: s.id,
         incarnation: s.incarnation,
@@ -70,28 +91,38 @@ pub(crate) fn handshake(
         token: s.token.clone(),
     };
     if outbound {
-        send(stream, &mine).map_err(|e| e.to_string())?;
+        send(stream, &mine)?;
     }
+    // (reason to refuse with, misconfiguration it shows, log text)
     let theirs = match rd.next(stream) {
-        Ok(f) => check_hello(s, f),
+        Ok(Frame::Refuse(r)) => Err((None, Cause::of(r), format!("refused by peer: {r:?}"))),
+        Ok(f) => check_hello(s, f).map_err(|(r, why)| (r, r.and_then(Cause::of), why)),
         Err(ReadError::Frame(FrameError::BadVersion(v))) => Err((
             Some(RefuseReason::BadVersion),
+            Some(Cause::BadVersion),
             format!("protocol version {v}, want {}", codec::VERSION),
         )),
-        Err(e) => Err((None, e.to_string())),
+        Err(e) => Err((None, None, e.to_string())),
     };
     match theirs {
         Ok(h) => {
             if !outbound {
-                send(stream, &mine).map_err(|e| e.to_string())?;
+                send(stream, &mine)?;
             }
             Ok(h)
         }
-        Err((reason, why)) => {
+        Err((reason, cause, why)) => {
             if let Some(r) = reason.filter(|_| !outbound) {
                 let _ = send(stream, &Frame::Refuse(r));
             }
-            Err(why)
+            if let Some(c) = cause {
+                s.conflicts
+                    .refused(c, outbound, s.id, crate::time::mono_ms());
+            }
+            Err(HandshakeError {
+                why,
+                misconfigured: cause.is_some(),
+            })
         }
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use super::codec::{Forwarded, Frame, LogPos};
 use super::net::Stream;
 use super::{lock, write_lock, Shared};
+use crate::metrics::METRICS;
 pub(crate) use dial::{accept_loop, connect_loop, ACCEPT_WAKER};
 use handshake::Hello;
 use reader::{read_loop, FrameReader};
@@ -226,6 +227,7 @@ fn register(s: &Shared, c: &Arc<Conn>) -> bool {
     }
     let dir = if c.outbound { "dialed" } else { "accepted" };
     eprintln!("peer: linked with instance {} ({dir})", c.peer);
+    METRICS.peer_links_established.inc();
     true
 }
 

@@ -7,6 +7,7 @@ use super::super::net::Stream;
 use super::super::{lock, RecvState, Shared};
 use super::handshake::Hello;
 use super::Conn;
+use crate::metrics::METRICS;
 use crate::payment::{Payment, Record};
 
 /// Buffers one connection's input; `buf[start..end]` holds unconsumed bytes that begin
@@ -102,6 +103,7 @@ impl Shared {
             st.log_epoch = epoch;
             st.have = 0;
         }
+        METRICS.peer_records_received.add(records.len() as u64);
         // Inserted under the `recv` lock so that `have` never runs ahead of the ledger.
         for r in records {
             self.ledger.insert(*r);
@@ -187,6 +189,7 @@ fn dispatch(s: &Shared, c: &Conn, f: Frame) -> Result<(), String> {
         Frame::BarrierReq { id, to_us, wait_ms } => c.push_barrier(id, to_us, wait_ms),
         Frame::BarrierAck { id, epoch, own_len } => s.barrier_acked(c.peer, id, epoch, own_len),
         Frame::Forward(p) => {
+            METRICS.peer_forwards_received.inc();
             if !s.events.on_forwarded(payment_of(&p)) {
                 c.push(Frame::Bounce(p));
             }

@@ -7,7 +7,7 @@ use super::super::codec::{self, FrameError, RefuseReason};
 use super::handshake::handshake;
 use super::reader::ReadError;
 use super::*;
-use crate::peer::test_shared;
+use crate::peer::{test_shared, Cause};
 
 fn pair() -> (Stream, Stream) {
     let (a, b) = UnixStream::pair().unwrap();
@@ -18,9 +18,13 @@ fn pair() -> (Stream, Stream) {
 fn both(dialer: Arc<Shared>, acceptor: Arc<Shared>) -> (Result<u32, String>, Result<u32, String>) {
     let (mut a, mut b) = pair();
     let t = thread::spawn(move || {
-        handshake(&acceptor, &mut b, &mut FrameReader::new(), false).map(|h| h.instance_id)
+        handshake(&acceptor, &mut b, &mut FrameReader::new(), false)
+            .map(|h| h.instance_id)
+            .map_err(|e| e.to_string())
     });
-    let d = handshake(&dialer, &mut a, &mut FrameReader::new(), true).map(|h| h.instance_id);
+    let d = handshake(&dialer, &mut a, &mut FrameReader::new(), true)
+        .map(|h| h.instance_id)
+        .map_err(|e| e.to_string());
     (d, t.join().unwrap())
 }
 
@@ -43,16 +47,41 @@ fn handshake_refuses_wrong_token_without_logging_it() {
 
 #[test]
 fn handshake_refuses_same_id() {
-    let (d, a) = both(test_shared(3, "t"), test_shared(3, "t"));
+    let (s1, s2) = (test_shared(3, "t"), test_shared(3, "t"));
+    let (d, a) = both(s1.clone(), s2.clone());
     assert!(d.unwrap_err().contains("SameId"));
     assert!(a.is_err());
+    let now = crate::time::mono_ms();
+    for s in [s1, s2] {
+        assert_eq!(
+            s.conflicts.active(now),
+            Some(Cause::SameId),
+            "both sides report it"
+        );
+    }
+}
+
+#[test]
+fn a_shutting_down_peer_is_not_a_misconfiguration() {
+    let (s1, s2) = (test_shared(1, "t"), test_shared(2, "t"));
+    s2.stop.store(true, Ordering::SeqCst);
+    let (d, a) = both(s1.clone(), s2.clone());
+    assert!(d.unwrap_err().contains("Shutdown"));
+    assert!(a.is_err());
+    let now = crate::time::mono_ms();
+    assert_eq!(s1.conflicts.active(now), None);
+    assert_eq!(s2.conflicts.active(now), None);
 }
 
 #[test]
 fn handshake_refuses_bad_version() {
     let (mut a, mut b) = pair();
     let acc = test_shared(2, "t");
-    let t = thread::spawn(move || handshake(&acc, &mut b, &mut FrameReader::new(), false).err());
+    let t = thread::spawn(move || {
+        handshake(&acc, &mut b, &mut FrameReader::new(), false)
+            .err()
+            .map(|e| e.to_string())
+    });
     // A Hello-shaped frame of protocol version 9.
     a.write_all(&[0, 0, 0, 2, 9, 1]).unwrap();
     let f = FrameReader::new().next(&mut a).unwrap();

@@ -11,6 +11,7 @@ use super::super::net::Stream;
 use super::super::{lock, Shared};
 use super::reader::payment_of;
 use super::{close, Conn, PendingAck, FLUSH_AT, LINGER, PING_EVERY};
+use crate::metrics::METRICS;
 
 /// Work the writer took from the link's queues.
 struct Work {
@@ -167,6 +168,7 @@ fn flush_records(s: &Shared, p: &mut SendPos, buf: &mut Vec<u8>, w: &mut Stream)
             buf,
         );
         p.next += n;
+        METRICS.peer_records_sent.add(n);
         if buf.len() >= FLUSH_AT {
             w.write_all(buf)?;
             buf.clear();

@@ -4,26 +4,36 @@
 //! Every pipelined request in a read is answered in order and all responses leave in
 //! one write; WRITABLE interest is registered only while output is pending. A summary
 //! that must wait for in-flight payments parks its connection (see `Pending`) and the
-//! loop polls with a 1 ms timeout until it can answer.
+//! loop polls with a 1 ms timeout until it can answer. A connection closed with input
+//! unread (after an error) lingers first (see `conn::Linger`).
+//!
+//! Layout: this file runs the loop; `conn` holds sockets and connection state;
+//! `handle` parses and answers requests.
+
+mod conn;
+mod handle;
 
 use std::io::{self, Read, Write};
-use std::net::ToSocketAddrs;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::config::{Addr, Config};
-use crate::http::{self, Limits, Method, Parsed, Request};
+use conn::{Conn, Linger, Listener, Stream};
+pub use handle::answer;
+use handle::{handle_requests, write_summary};
+
+use crate::config::Config;
+use crate::http::{self, Limits};
 use crate::inflight::InFlight;
-use crate::intake::{Intake, QueueFull};
-use crate::json;
+use crate::intake::Intake;
 use crate::ledger::Ledger;
-use crate::payment::{CorrelationId, Payment, Processor};
+use crate::metrics::{LingerEnd, METRICS};
+use crate::payment::{CorrelationId, Payment};
+use crate::peer::Cause;
 use crate::router::Router;
-use crate::time::{mono_ms, now_us, parse_iso_us};
+use crate::time::mono_ms;
 
 /// What the server needs from the other instances (implemented by `peer::Peers`).
 pub trait Cluster: Send + Sync {
@@ -39,6 +49,22 @@ pub trait Cluster: Send + Sync {
     fn linked(&self) -> usize;
     /// Own log records not yet written to some linked peer (replication lag).
     fn unreplicated(&self) -> u64;
+    /// True if this instance polls the processors' health for the cluster.
+    fn is_health_leader(&self) -> bool {
+        true
+    }
+    /// Per linked peer: records of our log not yet written to it.
+    fn replication_lag(&self) -> Vec<(u32, u64)> {
+        Vec::new()
+    }
+    /// The misconfiguration that keeps a peer from linking, if one was seen lately.
+    fn conflict(&self) -> Option<Cause> {
+        None
+    }
+    /// Which misconfigurations were seen lately, by `Cause` index.
+    fn conflicts(&self) -> [bool; Cause::ALL.len()] {
+        [false; Cause::ALL.len()]
+    }
 }
 
 /// A single instance: it owns everything and has nobody to wait for.
@@ -73,74 +99,12 @@ pub struct App {
     /// Payments taken by a worker and not yet settled.
     pub busy: Arc<AtomicUsize>,
     pub instance_id: u32,
+    /// `instance_id` was derived, not set (see `identity`).
+    pub id_derived: bool,
     pub purge_token: Option<String>,
     pub summary_wait: Duration,
     /// Summaries wait for in-flight payments in their range (see `config`).
     pub summary_settle: bool,
-}
-
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
-
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Stream {
-    fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            Stream::Tcp(s) => s,
-            Stream::Unix(s) => s,
-        }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(b),
-            Stream::Unix(s) => s.read(b),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(b),
-            Stream::Unix(s) => s.write(b),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A summary waiting for in-flight payments in its range (here and on peers).
-struct Pending {
-    from: Option<i64>,
-    to: Option<i64>,
-    settle_to: i64,
-    deadline: Instant,
-    barrier: Box<dyn Fn() -> bool + Send>,
-}
-
-/// One client connection. Invariants: `rbuf` holds bytes not yet parsed; `wbuf[wpos..]`
-/// bytes not yet written; while `pending` is set no further request is parsed.
-struct Conn {
-    stream: Stream,
-    rbuf: Vec<u8>,
-    wbuf: Vec<u8>,
-    wpos: usize,
-    last_active_ms: u64,
-    /// When the first byte of the request still incomplete in `rbuf` arrived.
-    partial_since_ms: Option<u64>,
-    closing: bool,
-    writable: bool,
-    pending: Option<Pending>,
 }
 
 const READ_CHUNK: usize = 4096;
@@ -168,33 +132,13 @@ pub struct Server {
     app: App,
 }
 
-fn bind(addr: &Addr) -> io::Result<Listener> {
-    match addr {
-        Addr::Tcp(a) => {
-            let sa = a
-                .to_socket_addrs()?
-                .next()
-                .ok_or_else(|| io::Error::other(format!("no address for {a}")))?;
-            Ok(Listener::Tcp(TcpListener::bind(sa)?))
-        }
-        Addr::Unix(path) => {
-            let _ = std::fs::remove_file(path);
-            let l = UnixListener::bind(path)?;
-            // nginx runs as another user: let it connect.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
-            Ok(Listener::Unix(l))
-        }
-    }
-}
-
 impl Server {
     pub fn bind(cfg: &Config, app: App) -> io::Result<Server> {
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
         for (i, addr) in cfg.listen.iter().enumerate() {
-            let mut l =
-                bind(addr).map_err(|e| io::Error::new(e.kind(), format!("listen {addr}: {e}")))?;
+            let mut l = conn::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("listen {addr}: {e}")))?;
             let src: &mut dyn mio::event::Source = match &mut l {
                 Listener::Tcp(t) => t,
                 Listener::Unix(u) => u,
@@ -302,7 +246,10 @@ impl Server {
                 Listener::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
             };
             match stream {
-                Ok(s) if self.open >= self.max_conns => drop(s),
+                Ok(s) if self.open >= self.max_conns => {
+                    METRICS.http_connections_dropped.inc();
+                    drop(s)
+                }
                 Ok(s) => self.add(s),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -330,18 +277,9 @@ impl Server {
             return;
         }
         self.open += 1;
-        self.conns[idx] = Some(Conn {
-            stream,
-            // Allocated on first use: an idle connection costs a few hundred bytes.
-            rbuf: Vec::new(),
-            wbuf: Vec::new(),
-            wpos: 0,
-            last_active_ms: mono_ms(),
-            partial_since_ms: None,
-            closing: false,
-            writable: false,
-            pending: None,
-        });
+        METRICS.http_connections_accepted.inc();
+        METRICS.http_connections_open.inc();
+        self.conns[idx] = Some(Conn::new(stream, mono_ms()));
     }
 
     fn close(&mut self, idx: usize) {
@@ -349,6 +287,7 @@ impl Server {
             let _ = self.poll.registry().deregister(c.stream.source());
             self.free.push(idx);
             self.open -= 1;
+            METRICS.http_connections_open.dec();
         }
     }
 
@@ -358,6 +297,9 @@ impl Server {
             return;
         };
         conn.last_active_ms = mono_ms();
+        if conn.linger.is_some() {
+            return self.drain(idx);
+        }
         let cap = self.limits.max_header + self.limits.max_body + READ_CHUNK;
         let mut eof = false;
         while !conn.closing && conn.rbuf.len() < cap {
@@ -385,6 +327,10 @@ impl Server {
             }
         }
         handle_requests(conn, &self.limits, &self.app);
+        if eof {
+            // The rest of a request the client will never finish: nothing to linger for.
+            conn.rbuf.clear();
+        }
         conn.partial_since_ms = match (conn.rbuf.is_empty(), conn.partial_since_ms) {
             (true, _) => None,
             (false, since) => since.or(Some(conn.last_active_ms)),
@@ -431,10 +377,6 @@ impl Server {
             if self.open > KEEP_BUFFERS_UP_TO {
                 conn.wbuf = Vec::new();
             }
-            if conn.closing && conn.pending.is_none() {
-                self.close(idx);
-                return;
-            }
         }
         if drained == conn.writable {
             let token = Token(idx + self.listeners.len());
@@ -451,7 +393,41 @@ impl Server {
                 .is_err()
             {
                 self.close(idx);
+                return;
             }
+        }
+        if drained && conn.closing && conn.pending.is_none() {
+            self.end(idx);
+        }
+    }
+
+    /// Closes a connection whose output is written: at once, or — if input is left
+    /// unread (an error answered, or requests behind `Connection: close`) — after a
+    /// lingering close, so that the client reads the response rather than a reset.
+    fn end(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.rbuf.is_empty() || conn.stream.shutdown_write().is_err() {
+            return self.close(idx);
+        }
+        conn.rbuf = Vec::new();
+        conn.partial_since_ms = None;
+        conn.linger = Some(Linger::start(mono_ms()));
+        self.drain(idx);
+    }
+
+    /// Reads and drops a lingering connection's input; closes it when that is over.
+    fn drain(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(linger) = conn.linger.as_mut() else {
+            return;
+        };
+        if let Some(end) = linger.drain(&mut conn.stream, mono_ms()) {
+            METRICS.lingering_closed(end);
+            self.close(idx);
         }
     }
 
@@ -471,13 +447,11 @@ impl Server {
                 continue;
             }
             if now >= p.deadline {
+                METRICS.summary_deadlines.inc();
                 eprintln!("rinha: summary answered at its deadline without every peer or payment in flight settled");
             }
-            let summary = self.app.ledger.summary(p.from, p.to);
+            write_summary(&self.app, p.from, p.to, p.started, &mut conn.wbuf);
             conn.pending = None;
-            let mut body = Vec::with_capacity(160);
-            summary.write_json(&mut body);
-            http::write_json(&mut conn.wbuf, 200, &body);
             // Requests pipelined behind the summary were held back: answer them now.
             handle_requests(conn, &self.limits, &self.app);
             if conn.pending.is_some() {
@@ -487,208 +461,40 @@ impl Server {
         }
     }
 
-    /// Closes connections idle for `idle_timeout`, and those whose current request has
-    /// not completed within `request_timeout` of its first byte (a slowloris keeps a
-    /// connection active, never idle) after a best-effort 408.
+    /// Closes connections idle for `idle_timeout`, those whose current request has not
+    /// completed within `request_timeout` of its first byte (a slowloris keeps a
+    /// connection active, never idle) after a 408 and a lingering close, and lingering
+    /// connections past their time bound.
     fn sweep_idle(&mut self, now: u64) {
         for idx in 0..self.conns.len() {
             let Some(c) = self.conns[idx].as_mut() else {
                 continue;
             };
+            if let Some(l) = c.linger {
+                if l.expired(now) {
+                    METRICS.lingering_closed(LingerEnd::Time);
+                    self.close(idx);
+                }
+                continue;
+            }
             let idle = now.saturating_sub(c.last_active_ms) > self.idle_timeout_ms;
             let slow = c
                 .partial_since_ms
                 .is_some_and(|t| now.saturating_sub(t) > self.request_timeout_ms);
+            if c.pending.is_some() || !(idle || slow) {
+                continue;
+            }
             if slow && c.wpos == c.wbuf.len() {
+                METRICS.http_error(408);
                 let _ = c.stream.write(&http::error_response(
                     408,
                     "request not completed in time",
                     true,
                 ));
-            }
-            if c.pending.is_none() && (idle || slow) {
+                self.end(idx);
+            } else {
                 self.close(idx);
             }
         }
     }
-}
-
-/// Parses and answers every complete request in `conn.rbuf`, in order.
-fn handle_requests(conn: &mut Conn, limits: &Limits, app: &App) {
-    let c = &mut *conn;
-    let start = drive(
-        &c.rbuf,
-        limits,
-        app,
-        &mut c.wbuf,
-        &mut c.pending,
-        &mut c.closing,
-    );
-    conn.rbuf.copy_within(start.., 0);
-    conn.rbuf.truncate(conn.rbuf.len() - start);
-}
-
-/// Answers complete requests from the front of `input` into `out` until one parks,
-/// asks to close, or is incomplete; returns the bytes consumed.
-fn drive(
-    input: &[u8],
-    limits: &Limits,
-    app: &App,
-    out: &mut Vec<u8>,
-    pending: &mut Option<Pending>,
-    closing: &mut bool,
-) -> usize {
-    let mut start = 0;
-    while !*closing && pending.is_none() {
-        match http::parse_request(&input[start..], limits) {
-            Ok(Parsed::Complete(req, n)) => {
-                start += n;
-                *closing = req.close;
-                handle(req, app, out, pending);
-            }
-            Ok(Parsed::Partial) => break,
-            Err(e) => {
-                out.extend_from_slice(&e.response());
-                *closing = true;
-            }
-        }
-    }
-    start
-}
-
-/// The request path without a socket (for benchmarks and fuzzing): answers what
-/// `input` holds into `out` and returns the bytes consumed. A summary that would
-/// park is left unanswered.
-pub fn answer(app: &App, limits: &Limits, input: &[u8], out: &mut Vec<u8>) -> usize {
-    drive(input, limits, app, out, &mut None, &mut false)
-}
-
-/// Answers one request into `out`, or parks it in `pending`.
-fn handle(req: Request<'_>, app: &App, out: &mut Vec<u8>, pending: &mut Option<Pending>) {
-    let bad = |out: &mut Vec<u8>, status: u16, reason: &str| {
-        out.extend_from_slice(&http::error_response(status, reason, false))
-    };
-    match (req.path, req.method) {
-        (b"/payments", Method::Post) => match json::parse_payment(req.body) {
-            Ok((id, cents)) => {
-                let p = Payment {
-                    id,
-                    cents,
-                    accepted_ms: mono_ms(),
-                    pin: None,
-                };
-                if !app.cluster.owns(&id) && app.cluster.forward(p) {
-                    out.extend_from_slice(http::ACCEPTED);
-                    return;
-                }
-                match app.intake.submit(p) {
-                    Ok(_) => out.extend_from_slice(http::ACCEPTED),
-                    Err(QueueFull) => bad(out, 503, "payment queue full, retry"),
-                }
-            }
-            Err(e) => bad(out, 400, e.reason()),
-        },
-        (b"/payments-summary", Method::Get) => summary(&req, app, out, pending),
-        (b"/purge-payments", Method::Post) => {
-            if let Some(t) = &app.purge_token {
-                if req.purge_token != Some(t.as_bytes()) {
-                    return bad(out, 401, "purge needs a valid X-Purge-Token");
-                }
-            }
-            app.intake.purge();
-            app.ledger.purge();
-            app.cluster.purge_all();
-            out.extend_from_slice(http::OK_EMPTY);
-        }
-        (b"/health", Method::Get) => health(app, out),
-        (b"/payments" | b"/purge-payments", _) | (b"/payments-summary" | b"/health", _) => {
-            bad(out, 405, "method not allowed")
-        }
-        _ => bad(out, 404, "not found"),
-    }
-}
-
-fn summary(req: &Request<'_>, app: &App, out: &mut Vec<u8>, pending: &mut Option<Pending>) {
-    let mut buf = [0u8; 64];
-    let mut bound = |key: &str| -> Result<Option<i64>, http::BadQuery> {
-        match http::query_param(req.query, key, &mut buf)? {
-            None => Ok(None),
-            Some(v) => parse_iso_us(v).map(Some).ok_or(http::BadQuery),
-        }
-    };
-    let (Ok(from), Ok(to)) = (bound("from"), bound("to")) else {
-        out.extend_from_slice(&http::error_response(
-            400,
-            "from/to must be ISO-8601 timestamps",
-            false,
-        ));
-        return;
-    };
-    // Every summary first has each reachable peer flush what it recorded (a barrier
-    // round trip, bounded by `summary_wait`). With `summary_settle` it also waits until
-    // no payment with requestedAt <= min(to, now) is in flight here or there; without,
-    // `i64::MIN` is a bound nothing in flight can be under.
-    let settle_to = if app.summary_settle {
-        to.unwrap_or(i64::MAX).min(now_us())
-    } else {
-        i64::MIN
-    };
-    let deadline = Instant::now() + app.summary_wait;
-    let barrier = app.cluster.barrier(Some(settle_to), deadline);
-    if !(app.inflight.settled_until(Some(settle_to)) && barrier()) {
-        *pending = Some(Pending {
-            from,
-            to,
-            settle_to,
-            deadline,
-            barrier,
-        });
-        return;
-    }
-    let mut body = Vec::with_capacity(160);
-    app.ledger.summary(from, to).write_json(&mut body);
-    http::write_json(out, 200, &body);
-}
-
-fn health(app: &App, out: &mut Vec<u8>) {
-    let mut n = itoa::Buffer::new();
-    let mut b = Vec::with_capacity(256);
-    let mut field = |b: &mut Vec<u8>, name: &str, v: u64| {
-        b.extend_from_slice(b",\"");
-        b.extend_from_slice(name.as_bytes());
-        b.extend_from_slice(b"\":");
-        b.extend_from_slice(n.format(v).as_bytes());
-    };
-    b.extend_from_slice(b"{\"status\":\"ok\"");
-    field(&mut b, "instance", u64::from(app.instance_id));
-    field(
-        &mut b,
-        "queue",
-        (app.intake.queued() + app.busy.load(Relaxed)) as u64,
-    );
-    field(&mut b, "inflight", app.inflight.len() as u64);
-    field(&mut b, "parked", app.router.parked() as u64);
-    field(&mut b, "parkWakeups", app.router.wakeups());
-    field(&mut b, "records", app.ledger.len() as u64);
-    field(&mut b, "peers", app.cluster.linked() as u64);
-    field(&mut b, "unreplicated", app.cluster.unreplicated());
-    for p in Processor::ALL {
-        b.extend_from_slice(b",\"");
-        b.extend_from_slice(p.name().as_bytes());
-        b.extend_from_slice(b"\":{\"failing\":");
-        b.extend_from_slice(if app.router.is_failing(p) {
-            b"true"
-        } else {
-            b"false"
-        });
-        b.extend_from_slice(b",\"latencyMs\":");
-        b.extend_from_slice(
-            itoa::Buffer::new()
-                .format(app.router.latency_ms(p))
-                .as_bytes(),
-        );
-        b.push(b'}');
-    }
-    b.push(b'}');
-    http::write_json(out, 200, &b);
 }
