@@ -423,3 +423,82 @@ fn journal_survives_kill_9() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A request head of `len` bytes that never ends, sent in one write.
+fn huge_head(len: usize) -> Vec<u8> {
+    let mut head = b"POST /payments HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    head.resize(len, b'a');
+    head
+}
+
+/// Writes a 100 KB head in one write, waits until the answer is there, sends more of
+/// the request, and returns the stream.
+fn send_huge_head(port: u16) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(&huge_head(100 * 1024)).expect("write head");
+    let mut peek = [0u8; 16];
+    assert!(s.peek(&mut peek).expect("an answer") > 0);
+    // The client is still sending: a server that closed with this unread resets.
+    s.write_all(&[b'a'; 1024]).expect("write more");
+    std::thread::sleep(Duration::from_millis(100));
+    s
+}
+
+/// Regression (issue 10): a 100 KB request head in one write got the 431 and then a
+/// reset (the server closed with unread input), which can destroy the 431 before the
+/// client reads it. Lingering close: the 431 arrives, then a clean EOF.
+#[test]
+fn a_100k_head_reads_back_431_not_a_reset() {
+    let b = rinha_at(1, 1, &["--workers", "1"]);
+    for _ in 0..3 {
+        let mut s = send_huge_head(b.port);
+        let mut out = Vec::new();
+        let read = std::io::Read::read_to_end(&mut s, &mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(read.is_ok(), "{read:?} after {text:?}");
+        assert!(text.starts_with("HTTP/1.1 431 "), "{text:?}");
+        assert!(text.contains("Connection: close"), "{text:?}");
+    }
+    let m = metrics_text(b.port);
+    assert_eq!(
+        series(&m, "rinha_http_errors_total{status=\"431\"}"),
+        Some(3.0)
+    );
+    assert_eq!(
+        series(&m, "rinha_http_lingering_closes_total{end=\"eof\"}"),
+        Some(3.0),
+        "each client closed after reading: the linger ended at EOF"
+    );
+}
+
+/// A client that keeps sending after the error cannot hold the connection: it is cut
+/// at the lingering time bound (2 s, checked by the 1 s sweep), not kept forever.
+#[test]
+fn a_slow_drainer_is_cut_at_the_linger_bound() {
+    use std::io::{Read, Write};
+    let b = rinha_at(1, 1, &["--workers", "1"]);
+    let mut s = send_huge_head(b.port);
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).expect("the 431");
+    assert_eq!(&head, b"HTTP/1.1 431");
+    let t = std::time::Instant::now();
+    let cut = loop {
+        if s.write_all(b"x").is_err() {
+            break t.elapsed();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "still open after 20 s of trickling"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("slow drainer cut after {cut:?}");
+    let m = metrics_text(b.port);
+    assert_eq!(
+        series(&m, "rinha_http_lingering_closes_total{end=\"time\"}"),
+        Some(1.0)
+    );
+}

@@ -244,3 +244,93 @@ fn summary_latency() {
         samples[samples.len() - 1]
     );
 }
+
+/// Regression (issue 10): three instances started by hand with `--peer-listen` and two
+/// `--peer` each but no `--instance-id` all took id 1, refused each other and each
+/// reported a third of the payments. Derived ids make them link and agree exactly.
+#[test]
+fn three_instances_without_ids_link_and_are_exact() {
+    let (d, f) = processors();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let nodes: Vec<Proc> = (1..=3)
+        .map(|i| {
+            let mut flags = mesh_flags(i, &ports);
+            assert_eq!(flags[0], "--instance-id");
+            flags.drain(..2);
+            flags.extend(["--workers", "8"].map(String::from));
+            let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+            rinha(&d, &f, &refs)
+        })
+        .collect();
+    for node in &nodes {
+        wait_linked(node, 2, LONG);
+    }
+    let mut ids = Vec::new();
+    for node in &nodes {
+        let h = request(node.port, "GET", "/health", &[], "");
+        assert_eq!(field(&h.body, &["status"]), "ok", "{}", h.body);
+        ids.push(field(&h.body, &["instance"]).parse::<u64>().expect("id"));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "distinct derived ids: {ids:?}");
+    let start = now_ms();
+    post_round_robin(&nodes, 20_000, 90);
+    drain_all(&nodes);
+    assert_all_agree(&nodes, &d, &f, start - 1000, now_ms() + 1, 90);
+}
+
+/// Two linked instances given the same id cannot link: each logs one clear error with
+/// the flag to set (not one per retry), `/health` says degraded with the cause, and
+/// `/metrics` counts the refusals.
+#[test]
+fn two_instances_with_one_id_report_the_conflict() {
+    let (d, f) = processors();
+    let ports = [free_port(), free_port()];
+    let nodes: Vec<(Proc, Log)> = (1..=2)
+        .map(|i| {
+            let mut flags = mesh_flags(i, &ports);
+            flags[1] = "7".to_string();
+            let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+            rinha_logged(d.port, f.port, &refs)
+        })
+        .collect();
+    let problem = "same_instance_id";
+    for (node, _) in &nodes {
+        let end = std::time::Instant::now() + LONG;
+        loop {
+            let h = request(node.port, "GET", "/health", &[], "");
+            if field(&h.body, &["status"]) == "degraded" {
+                assert_eq!(field(&h.body, &["problem"]), problem, "{}", h.body);
+                assert!(h.body.contains("--instance-id"), "{}", h.body);
+                assert_eq!(field(&h.body, &["peers"]), "0");
+                break;
+            }
+            assert!(std::time::Instant::now() < end, "no conflict: {}", h.body);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // Let the dialers retry a few times: still one error line per instance.
+    let end = std::time::Instant::now() + LONG;
+    for (node, log) in &nodes {
+        loop {
+            let m = metrics_text(node.port);
+            if family_sum(&m, "rinha_peer_refusals_total") >= 4.0 {
+                let active = format!("rinha_peer_misconfigured{{cause=\"{problem}\"}}");
+                assert_eq!(series(&m, &active), Some(1.0));
+                break;
+            }
+            assert!(std::time::Instant::now() < end, "refusals not counted");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let lines = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let errors: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("rinha: ERROR"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{lines:#?}");
+        assert!(errors[0].contains(problem) && errors[0].contains("--instance-id"));
+        let retries = lines.iter().filter(|l| l.contains("refused")).count();
+        assert!(retries <= 1, "one line per retry: {lines:#?}");
+    }
+}

@@ -379,6 +379,14 @@ pub fn processor_at(fee: &str, port: u16) -> Proc {
 /// Starts `rinha` against processors (or proxies) listening on loopback ports; with
 /// `FAULTS_LOG` set in the environment its log lines are echoed to stderr.
 pub fn rinha_at(default_port: u16, fallback_port: u16, extra: &[&str]) -> Proc {
+    rinha_logged(default_port, fallback_port, extra).0
+}
+
+/// Every line an instance logged so far.
+pub type Log = Arc<Mutex<Vec<String>>>;
+
+/// As `rinha_at`, also keeping every log line.
+pub fn rinha_logged(default_port: u16, fallback_port: u16, extra: &[&str]) -> (Proc, Log) {
     let mut args = vec![
         "--listen".to_string(),
         "127.0.0.1:0".to_string(),
@@ -398,6 +406,8 @@ pub fn rinha_at(default_port: u16, fallback_port: u16, extra: &[&str]) -> Proc {
     let (tx, rx) = mpsc::channel();
     let pid = child.id();
     let echo = std::env::var_os("FAULTS_LOG").is_some();
+    let log: Log = Arc::default();
+    let keep = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(err).lines() {
             let Ok(line) = line else { break };
@@ -407,12 +417,71 @@ pub fn rinha_at(default_port: u16, fallback_port: u16, extra: &[&str]) -> Proc {
             if let Some(p) = line.strip_prefix("rinha: listening on tcp port ") {
                 let _ = tx.send(p.trim().parse::<u16>().unwrap_or(0));
             }
+            lock(&keep).push(line);
         }
     });
     let port = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("rinha did not report its port");
-    Proc { child, port }
+    (Proc { child, port }, log)
+}
+
+/// The text of `GET /metrics`.
+pub fn metrics_text(port: u16) -> String {
+    let r = request(port, "GET", "/metrics", &[], "");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.head.contains("text/plain; version=0.0.4"),
+        "exposition format: {}",
+        r.head
+    );
+    r.body
+}
+
+/// The value of one series (`name{labels}` exactly as rendered) in a `/metrics` text.
+pub fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The sum of every series of a family (`name` or `name{...}`) in a `/metrics` text.
+pub fn family_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labels) => labels.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// A tool the test needs (from the Debian package `pkg`): its path, or `None` if the
+/// test may be skipped (only with RINHA_SKIP_TOOLS set, never in CI); else a panic.
+pub fn required_tool(name: &str, pkg: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    match found {
+        Some(p) => Some(p),
+        None if !ci && std::env::var_os("RINHA_SKIP_TOOLS").is_some() => {
+            eprintln!(
+                "SKIPPED: {name} not installed (apt-get install {pkg}); RINHA_SKIP_TOOLS is set"
+            );
+            None
+        }
+        None => panic!(
+            "{name} not found on PATH: apt-get install {pkg} (.ci/run does); \
+             outside CI, RINHA_SKIP_TOOLS=1 skips the tests that need it"
+        ),
+    }
 }
 
 /// A keep-alive HTTP/1.1 client of one loopback port; reconnects when the server
