@@ -35,6 +35,7 @@ from lib import cgroups, cost, procs, stack, verify  # noqa: E402
 from lib.httpc import Client  # noqa: E402
 from lib.meters import Meter  # noqa: E402
 from lib.sampler import Sampler  # noqa: E402
+from lib.metrics_sampler import MetricsSampler  # noqa: E402
 import report  # noqa: E402
 
 TOKEN = "123"
@@ -130,6 +131,7 @@ class Run:
         self.limits = {}
         self.health = {}
         self.sampler = None
+        self.metrics = None
         self.check_ids = args.check_ids or args.strict or cfg.get("strict", False)
 
     def log(self, name):
@@ -309,11 +311,14 @@ class Run:
                                {"default": f"http://127.0.0.1:{self.pp_default}", "fallback": f"http://127.0.0.1:{self.pp_fallback}"},
                                self.meters, token=TOKEN)
         self.sampler.start()
+        self.metrics = MetricsSampler(os.path.join(self.out, "metrics.jsonl.gz"), self.health)
+        self.metrics.start()
         print(f"run.py: k6 {self.cfg['script']} ({self.cfg['duration_s']} s, {self.cfg['vus']} VUs) -> {self.out}", flush=True)
         meta["k6_exit"] = self.run_k6()
         meta["drain_seconds"] = self.drain()
         self.sampler.stop()
-        meta["sampler_cpu_s"] = round(self.sampler.cpu_s, 3)
+        self.metrics.stop()
+        meta["sampler_cpu_s"] = round(self.sampler.cpu_s + self.metrics.cpu_s, 3)  # both samplers
         meta["verify"] = verify.run(f"http://127.0.0.1:{self.lb}",
                                     {"default": f"http://127.0.0.1:{self.pp_default}", "fallback": f"http://127.0.0.1:{self.pp_fallback}"},
                                     TOKEN, self.k6_started, time.time(), self.args.slice,
@@ -329,6 +334,8 @@ class Run:
     def close(self):
         if self.sampler is not None and self.sampler.is_alive():
             self.sampler.stop()
+        if self.metrics is not None and self.metrics.is_alive():
+            self.metrics.stop()
         self.sup.stop_all()
         if self.cg is not None:
             self.cg.cleanup()

@@ -32,6 +32,15 @@ class Client:
 
     def request(self, method, path, body=None):
         """Returns (status, parsed JSON or None). Decimals stay exact (parse_float=Decimal)."""
+        status, data = self.raw(method, path, body)
+        try:
+            parsed = json.loads(data, parse_float=Decimal) if data else None
+        except ValueError:
+            parsed = None
+        return status, parsed
+
+    def raw(self, method, path, body=None):
+        """Returns (status, body bytes)."""
         payload = None if body is None else json.dumps(body).encode()
         headers = {"Host": "localhost", **self.headers}
         if payload is not None:
@@ -48,11 +57,7 @@ class Client:
                 self.close()
                 if attempt:
                     raise
-        try:
-            parsed = json.loads(data, parse_float=Decimal) if data else None
-        except ValueError:
-            parsed = None
-        return resp.status, parsed
+        return resp.status, data
 
     def get(self, path):
         return self.request("GET", path)
