@@ -51,12 +51,40 @@ impl CorrelationId {
         out
     }
 
-    /// A stable hash used to pick an owner instance (FNV-1a).
-    pub fn hash64(&self) -> u64 {
-        self.0.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
-        })
+    /// Picks the owner instance: exactly what nginx's `hash $key` (not `consistent`)
+    /// computes for the canonical text, `(crc32(key) >> 16) & 0x7fff`, so that an
+    /// nginx hashing on the correlationId (nginx.conf) delivers each payment to its
+    /// owner and nothing crosses the peer link. Any other spelling of the id is still
+    /// owned by one instance, just forwarded to it.
+    pub fn owner_hash(&self) -> u64 {
+        u64::from((crc32(&self.text()) >> 16) & 0x7fff)
     }
+}
+
+/// CRC-32 (IEEE 802.3, reflected, as zlib and nginx's `ngx_crc32_long`).
+pub fn crc32(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+    !data
+        .iter()
+        .fold(!0u32, |c, &b| TABLE[usize::from((c as u8) ^ b)] ^ (c >> 8))
 }
 
 fn hex(c: u8) -> Option<u8> {
@@ -208,6 +236,15 @@ pub fn write_cents(out: &mut Vec<u8>, cents: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Check values from zlib (`(zlib.crc32(text) >> 16) & 0x7fff` in Python).
+    #[test]
+    fn owner_hash_is_nginx_hash_of_the_text() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        let id = CorrelationId::parse(b"4A7901B8-7D26-4D9D-AA19-4DC1C7CF60B3").unwrap();
+        assert_eq!(id.owner_hash(), 25_951);
+        assert_eq!(CorrelationId([0; 16]).owner_hash(), 337);
+    }
 
     #[test]
     fn uuid_round_trip() {

@@ -260,7 +260,7 @@ impl Shared {
         let links = read(&self.links);
         let m = &links.members;
         let n = m.len().max(1) as u64;
-        let i = usize::try_from(id.hash64() % n).unwrap_or(0);
+        let i = usize::try_from(id.owner_hash() % n).unwrap_or(0);
         m.get(i).copied().unwrap_or(self.id)
     }
 }

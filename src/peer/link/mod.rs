@@ -47,7 +47,7 @@ const SILENCE: Duration = Duration::from_secs(3);
 /// one wake-up of the peer's reader) carries several. Summaries do not wait for it: a
 /// barrier request is answered at once, after everything before it. A crash within it
 /// loses no record: the journal (or the processor, asked again) still has it.
-const LINGER: Duration = Duration::from_millis(20);
+const LINGER: Duration = Duration::from_millis(100);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
