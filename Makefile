@@ -107,7 +107,7 @@ $(TOOLS)/bin/inferno-flamegraph:
 	$(CARGO) install --locked --root $(TOOLS) inferno
 
 flame: build bench-setup $(TOOLS)/bin/inferno-flamegraph
-	SCENARIO=$(FLAME_SCENARIO) FREQ=$(FLAME_FREQ) TOOLS=$(TOOLS) PORTS=$(PORTS) scripts/flame.sh
+	SCENARIO=$(FLAME_SCENARIO) FREQ=$(FLAME_FREQ) TOOLS=$(TOOLS) PORTS=$(PORTS) BENCH_ARGS="$(BENCH_ARGS)" scripts/flame.sh
 
 # cargo-fuzz from PATH, else installed once into target/tools.
 fuzz:

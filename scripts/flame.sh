@@ -41,7 +41,8 @@ cleanup() {
 trap cleanup EXIT
 
 # A failing verdict (e.g. smoke's --strict) still leaves a profile worth folding.
-bench/.venv/bin/python bench/run.py --scenario "$SCENARIO" --ports "$PORTS" --out "$DIR/bench" &
+# shellcheck disable=SC2086 # BENCH_ARGS is a list of flags
+bench/.venv/bin/python bench/run.py --scenario "$SCENARIO" --ports "$PORTS" ${BENCH_ARGS:-} --out "$DIR/bench" &
 run_pid=$!
 pids=''
 for _ in $(seq 600); do  # the stack is up within 60 s or the run has failed
