@@ -33,10 +33,6 @@ impl Cluster for Peers {
         self.linked_peers().len()
     }
 
-    fn unreplicated(&self) -> u64 {
-        Peers::unreplicated(self)
-    }
-
     fn is_health_leader(&self) -> bool {
         Peers::is_health_leader(self)
     }

@@ -166,8 +166,8 @@ impl Shared {
         self.unlinked_cv.notify_all();
     }
 
-    /// Sleeps while `cond` holds (at most `max`, if given), until shutdown or until a
-    /// link closes: no periodic wake-up.
+    /// Sleeps while `cond` holds, at most `max` if given, until shutdown. `cond` is
+    /// checked again only when a link closes: no periodic wake-up.
     fn sleep_while(&self, max: Option<std::time::Duration>, cond: impl Fn() -> bool) {
         let end = max.map(|d| Instant::now() + d);
         let mut g = lock(&self.unlinked);
@@ -337,13 +337,6 @@ impl Peers {
         let mut v: Vec<u32> = links.by_peer.keys().copied().collect();
         v.sort_unstable();
         v
-    }
-
-    /// The most records of our log that some linked peer has not been sent yet.
-    pub fn unreplicated(&self) -> u64 {
-        let len = self.shared.ledger.len() as u64;
-        let links = self.shared.linked();
-        links.iter().map(|c| c.unsent(len)).max().unwrap_or(0)
     }
 
     /// The misconfiguration that keeps a peer from linking, if one was seen lately.

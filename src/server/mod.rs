@@ -3,8 +3,8 @@
 //! Connections live in a slab (tokens reused) with one read and one write buffer each.
 //! Every pipelined request in a read is answered in order and all responses leave in
 //! one write; WRITABLE interest is registered only while output is pending. A summary
-//! that must wait for in-flight payments parks its connection (see `Pending`) and the
-//! loop polls with a 1 ms timeout until it can answer. A connection closed with input
+//! that must wait for its peers parks its connection (see `Pending`); the loop sleeps
+//! until a peer wakes it or the summary's deadline (`Server::poll_timeout`). A connection closed with input
 //! unread (after an error) lingers first (see `conn::Linger`).
 //!
 //! Layout: this file runs the loop; `conn` holds sockets and connection state;
@@ -47,8 +47,6 @@ pub trait Cluster: Send + Sync {
     fn barrier(&self, to_us: Option<i64>, deadline: Instant) -> Box<dyn Fn() -> bool + Send>;
     /// Peers linked right now.
     fn linked(&self) -> usize;
-    /// Own log records not yet written to some linked peer (replication lag).
-    fn unreplicated(&self) -> u64;
     /// True if this instance polls the processors' health for the cluster.
     fn is_health_leader(&self) -> bool {
         true
@@ -56,6 +54,14 @@ pub trait Cluster: Send + Sync {
     /// Per linked peer: records of our log not yet written to it.
     fn replication_lag(&self) -> Vec<(u32, u64)> {
         Vec::new()
+    }
+    /// The most records of our log some linked peer has not been sent yet.
+    fn unreplicated(&self) -> u64 {
+        self.replication_lag()
+            .iter()
+            .map(|&(_, n)| n)
+            .max()
+            .unwrap_or(0)
     }
     /// The misconfiguration that keeps a peer from linking, if one was seen lately.
     fn conflict(&self) -> Option<Cause> {
@@ -82,9 +88,6 @@ impl Cluster for Standalone {
         Box::new(|| true)
     }
     fn linked(&self) -> usize {
-        0
-    }
-    fn unreplicated(&self) -> u64 {
         0
     }
 }
