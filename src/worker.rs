@@ -71,8 +71,8 @@ impl Worker {
         let mut lead = Lead::default();
         loop {
             let proc = match router.decide(p.accepted_ms, pinned, mono_ms()) {
-                wait @ Decision::Wait(_) => {
-                    METRICS.decided(&wait);
+                Decision::Wait(wait) => {
+                    METRICS.router_parks.inc();
                     router.park(&wait, &mut lead);
                     continue;
                 }
@@ -88,8 +88,9 @@ impl Worker {
             open.push(at);
             let started = Instant::now();
             let outcome = self.clients[proc.index()].pay(&p.id, p.cents, at);
-            METRICS.attempt(proc, outcome, started.elapsed());
-            let elapsed = started.elapsed().as_millis() as u64;
+            let took = started.elapsed();
+            METRICS.attempt(proc, outcome, took);
+            let elapsed = took.as_millis() as u64;
             match outcome {
                 Outcome::Stored => {
                     self.shared

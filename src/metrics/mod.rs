@@ -18,7 +18,6 @@ pub use render::{render, Live, RouterLive, CONTENT_TYPE};
 use crate::payment::Processor;
 use crate::peer::Cause;
 use crate::processor::{Lookup, Outcome};
-use crate::router::Decision;
 
 /// A monotonic counter.
 pub struct Counter(AtomicU64);
@@ -226,12 +225,6 @@ impl Metrics {
 
     /// A router decision that makes a worker wait.
     #[inline]
-    pub fn decided(&self, d: &Decision) {
-        if let Decision::Wait(_) = d {
-            self.router_parks.inc();
-        }
-    }
-
     pub fn health_polled(&self, p: Processor, ok: bool) {
         self.health_polls[p.index()][usize::from(!ok)].inc();
     }

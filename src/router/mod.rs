@@ -194,10 +194,8 @@ impl Router {
     /// Blocks the calling worker once, as a `Wait` decision says: until the payment's
     /// own deadline, a recovery, or — for the worker holding a processor's probe lead —
     /// that processor's next probe. The caller decides again afterwards.
-    pub fn park(&self, decision: &Decision, lead: &mut Lead) {
-        if let Decision::Wait(w) = decision {
-            self.room.park(w, lead);
-        }
+    pub fn park(&self, wait: &Wait, lead: &mut Lead) {
+        self.room.park(wait, lead);
     }
 
     /// The worker's payment is being sent to `p`: probe leads of the other are handed on.
@@ -425,8 +423,9 @@ mod tests {
         let r = router();
         r.observe(D, Observation::Failed(None), 0);
         assert_eq!(r.decide(0, None, 10), Decision::Send(D), "probe");
-        let wait = r.decide(0, None, 11);
-        assert!(matches!(wait, Decision::Wait(_)));
+        let Decision::Wait(wait) = r.decide(0, None, 11) else {
+            panic!("a payment waits for the failing default");
+        };
         r.observe(D, Observation::Answered(5), 12);
         let mut lead = Lead::default();
         r.park(&wait, &mut lead);
@@ -505,7 +504,7 @@ mod tests {
                 loop {
                     let now = crate::time::mono_ms();
                     match r.decide(t0, None, now) {
-                        w @ Decision::Wait(_) => r.park(&w, &mut lead),
+                        Decision::Wait(w) => r.park(&w, &mut lead),
                         Decision::Send(p) if r.is_failing(p) => {
                             r.sending(p, &mut lead);
                             probes.fetch_add(1, Relaxed);
