@@ -117,6 +117,21 @@ fn per_processor(o: &mut Out<'_>, name: &str, v: impl Fn(Processor) -> u64) {
     }
 }
 
+/// Counters by processor and one more label: `counters(p)[i]` is `values[i]`'s.
+fn by_processor_and<'m>(
+    o: &mut Out<'_>,
+    name: &str,
+    label: &str,
+    values: &[&str],
+    counters: impl Fn(Processor) -> &'m [Counter],
+) {
+    for p in Processor::ALL {
+        for (value, n) in values.iter().zip(counters(p)) {
+            o.int(name, &[("processor", p.name()), (label, value)], n.get());
+        }
+    }
+}
+
 /// Renders every family into `out`.
 pub fn render(m: &Metrics, live: &Live, out: &mut Vec<u8>) {
     let mut o = Out {
@@ -285,12 +300,13 @@ fn processors(o: &mut Out<'_>, m: &Metrics, live: &Live) {
         "counter",
         "POST /payments sent to a processor, by outcome.",
     );
-    for p in Processor::ALL {
-        for (outcome, n) in OUTCOMES.iter().zip(&m.attempts[p.index()]) {
-            let labels = [("processor", p.name()), ("outcome", *outcome)];
-            o.int("rinha_processor_attempts_total", &labels, n.get());
-        }
-    }
+    by_processor_and(
+        o,
+        "rinha_processor_attempts_total",
+        "outcome",
+        &OUTCOMES,
+        |p| &m.attempts[p.index()],
+    );
     o.family(
         "rinha_processor_latency_seconds",
         "histogram",
@@ -309,12 +325,9 @@ fn processors(o: &mut Out<'_>, m: &Metrics, live: &Live) {
         "counter",
         "GET /payments/{id} after a 422 or no answer, by result.",
     );
-    for p in Processor::ALL {
-        for (result, n) in LOOKUPS.iter().zip(&m.reconciliations[p.index()]) {
-            let labels = [("processor", p.name()), ("result", *result)];
-            o.int("rinha_reconciliations_total", &labels, n.get());
-        }
-    }
+    by_processor_and(o, "rinha_reconciliations_total", "result", &LOOKUPS, |p| {
+        &m.reconciliations[p.index()]
+    });
     o.one(
         "rinha_router_parks_total",
         "counter",
