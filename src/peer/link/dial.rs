@@ -14,11 +14,11 @@ use super::super::Shared;
 use super::handshake::handshake;
 use super::reader::FrameReader;
 use super::{run_conn, CONNECT_TIMEOUT, MAX_BACKOFF, MAX_INBOUND, MIN_BACKOFF};
+use crate::config::Addr;
 
 const LISTENER: Token = Token(0);
 /// The token of `Shared::accept_waker`.
 pub(crate) const ACCEPT_WAKER: Token = Token(1);
-use crate::config::Addr;
 
 /// Dials `addr` with backoff (50 ms doubling to 1 s) for as long as it is not linked.
 pub(crate) fn connect_loop(s: Arc<Shared>, addr: Addr) {
