@@ -14,6 +14,7 @@ use rinha::http::Limits;
 use rinha::inflight::InFlight;
 use rinha::intake::Intake;
 use rinha::ledger::Ledger;
+use rinha::pace::Pacer;
 use rinha::payment::{CorrelationId, Processor, Record};
 use rinha::router::Router;
 use rinha::server::{answer, App, Standalone};
@@ -44,7 +45,7 @@ fn main() {
         max_header: cfg.max_header,
         max_body: cfg.max_body,
     };
-    let (intake, rx) = Intake::new(BATCH * 2, None);
+    let (intake, rx) = Intake::new(BATCH * 2, None, Arc::new(Pacer::new(0, 1)));
     let app = App {
         intake: Arc::new(intake),
         ledger: Arc::new(Ledger::new()),

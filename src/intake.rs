@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::journal::Journal;
+use crate::pace::Pacer;
 use crate::payment::{CorrelationId, Payment};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,16 +26,30 @@ pub struct QueueFull;
 
 pub struct Intake {
     tx: Sender<Payment>,
+    pacer: Arc<Pacer>,
     seen: Mutex<HashSet<CorrelationId>>,
     journal: Option<Arc<Journal>>,
 }
 
 impl Intake {
-    /// A channel of `capacity` payments and its receiving end for the workers.
-    pub fn new(capacity: usize, journal: Option<Arc<Journal>>) -> (Intake, Receiver<Payment>) {
+    /// A channel of `capacity` payments and its receiving end for the workers; each new
+    /// payment counts as an arrival for `pacer`.
+    pub fn new(
+        capacity: usize,
+        journal: Option<Arc<Journal>>,
+        pacer: Arc<Pacer>,
+    ) -> (Intake, Receiver<Payment>) {
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         let seen = Mutex::new(HashSet::new());
-        (Intake { tx, seen, journal }, rx)
+        (
+            Intake {
+                tx,
+                pacer,
+                seen,
+                journal,
+            },
+            rx,
+        )
     }
 
     pub fn submit(&self, p: Payment) -> Result<Accepted, QueueFull> {
@@ -49,6 +64,7 @@ impl Intake {
         match self.tx.try_send(p) {
             Ok(()) => {
                 seen.insert(p.id);
+                self.pacer.arrived();
                 Ok(Accepted::New)
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
@@ -100,7 +116,7 @@ mod tests {
 
     #[test]
     fn bounded_and_idempotent() {
-        let (intake, rx) = Intake::new(2, None);
+        let (intake, rx) = Intake::new(2, None, Arc::new(Pacer::new(0, 1)));
         assert_eq!(intake.submit(pay(1)), Ok(Accepted::New));
         assert_eq!(intake.submit(pay(1)), Ok(Accepted::Duplicate));
         assert_eq!(intake.submit(pay(2)), Ok(Accepted::New));

@@ -9,8 +9,9 @@
 //! health, summary barriers and forwarded payments with the other instances
 //! (`cluster` adapts it to the server); `node` wires it all from `config`.
 //! `metrics` counts what each part does (relaxed atomics) and renders `GET /metrics`;
-//! `identity` derives the instance id when none is set.
-#![forbid(unsafe_code)]
+//! `identity` derives the instance id when none is set; `pace` spaces the workers'
+//! attempts when a backlog drains; `sched` puts the workers in the batch class.
+#![deny(unsafe_code)]
 
 pub mod cluster;
 pub mod config;
@@ -24,10 +25,12 @@ pub mod json;
 pub mod ledger;
 pub mod metrics;
 pub mod node;
+pub mod pace;
 pub mod payment;
 pub mod peer;
 pub mod processor;
 pub mod router;
+pub mod sched;
 pub mod server;
 pub mod time;
 pub mod worker;

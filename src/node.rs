@@ -13,6 +13,7 @@ use crate::intake::Intake;
 use crate::journal::{Journal, Replay};
 use crate::ledger::Ledger;
 use crate::metrics::METRICS;
+use crate::pace::Pacer;
 use crate::peer::Peers;
 use crate::processor::{tls_config, Client, Endpoint};
 use crate::router::Router;
@@ -69,7 +70,8 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
     }
     let inflight = Arc::new(InFlight::new());
     let router = Arc::new(Router::new(cfg.router.clone()));
-    let (intake, rx) = Intake::new(cfg.queue, journal.clone());
+    let pacer = Arc::new(Pacer::new(cfg.pace_multiple, cfg.pace_floor));
+    let (intake, rx) = Intake::new(cfg.queue, journal.clone(), pacer.clone());
     let intake = Arc::new(intake);
     let events = Arc::new(Events {
         router: router.clone(),
@@ -89,6 +91,7 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
             move || peers.notify_record()
         }),
         busy: busy.clone(),
+        pacer,
     });
     for i in 0..cfg.workers {
         let w = Worker::new(shared.clone(), client(&default), client(&fallback));

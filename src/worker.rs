@@ -17,6 +17,7 @@ use crate::inflight::InFlight;
 use crate::journal::Journal;
 use crate::ledger::Ledger;
 use crate::metrics::METRICS;
+use crate::pace::Pacer;
 use crate::payment::{Payment, Processor, Record};
 use crate::processor::{Client, Lookup, Outcome};
 use crate::router::{Decision, Lead, Observation, Router};
@@ -32,6 +33,8 @@ pub struct Shared {
     pub on_record: Box<dyn Fn() + Send + Sync>,
     /// Payments taken from the channel and not yet settled.
     pub busy: Arc<AtomicUsize>,
+    /// Spaces the attempts when a backlog drains.
+    pub pacer: Arc<Pacer>,
 }
 
 /// Pause before re-asking a processor that gave no usable answer, doubled per failed
@@ -39,6 +42,9 @@ pub struct Shared {
 /// few wake-ups a second, not fifty.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Logged once if the kernel refuses `SCHED_BATCH` (a seccomp profile may).
+static BATCH_REFUSED: std::sync::Once = std::sync::Once::new();
 
 pub struct Worker {
     shared: Arc<Shared>,
@@ -55,6 +61,9 @@ impl Worker {
 
     /// Runs until the channel is closed.
     pub fn run(mut self, rx: Receiver<Payment>) {
+        if let Err(e) = crate::sched::batch_this_thread() {
+            BATCH_REFUSED.call_once(|| eprintln!("rinha: workers stay in SCHED_OTHER: {e}"));
+        }
         while let Ok(p) = rx.recv() {
             self.shared.busy.fetch_add(1, Relaxed);
             self.settle(p);
@@ -70,6 +79,13 @@ impl Worker {
         let router = self.shared.router.clone();
         let mut lead = Lead::default();
         loop {
+            // Before deciding: the decision (and a probe it takes) is for the moment
+            // the attempt is made, not for when its slot was reserved.
+            let slot = self.shared.pacer.reserve();
+            if !slot.is_zero() {
+                METRICS.attempts_paced.inc();
+                std::thread::sleep(slot);
+            }
             let proc = match router.decide(p.accepted_ms, pinned, mono_ms()) {
                 Decision::Wait(wait) => {
                     METRICS.router_parks.inc();

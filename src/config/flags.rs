@@ -155,6 +155,18 @@ pub(super) const FLAGS: &[Flag] = &[
         help: "crash journal: a restarted instance finishes what it accepted",
     },
     Flag {
+        name: "pace-multiple",
+        env: "RINHA_PACE_MULTIPLE",
+        hint: "X",
+        help: "attempts/s at most X times arrivals/s; 0: unpaced [6]",
+    },
+    Flag {
+        name: "pace-floor",
+        env: "RINHA_PACE_FLOOR",
+        hint: "N",
+        help: "attempts/s always allowed, whatever arrives [250]",
+    },
+    Flag {
         name: "slow-ms",
         env: "RINHA_SLOW_MS",
         hint: "MS",

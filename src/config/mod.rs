@@ -93,6 +93,10 @@ pub struct Config {
     pub purge_token: Option<String>,
     pub tls_ca: Option<String>,
     pub journal: Option<String>,
+    /// Attempts per second at most this many times the arrivals (`pace`; 0: unpaced)...
+    pub pace_multiple: u32,
+    /// ...and always at least this many.
+    pub pace_floor: u32,
     pub router: RouterConfig,
 }
 
@@ -122,6 +126,8 @@ impl Default for Config {
             purge_token: None,
             tls_ca: None,
             journal: None,
+            pace_multiple: 6,
+            pace_floor: 250,
             router: RouterConfig {
                 slow_ms: 600,
                 speedup: 3,
@@ -191,6 +197,8 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "purge-token" => cfg.purge_token = Some(v.to_string()).filter(|t| !t.is_empty()),
         "tls-ca" => cfg.tls_ca = Some(v.to_string()),
         "journal" => cfg.journal = Some(v.to_string()).filter(|p| !p.is_empty()),
+        "pace-multiple" => cfg.pace_multiple = num(name, v)?,
+        "pace-floor" => cfg.pace_floor = num(name, v)?,
         "slow-ms" => cfg.router.slow_ms = num(name, v)?,
         "speedup" => cfg.router.speedup = num(name, v)?,
         "max-defer-ms" => cfg.router.max_defer_ms = num(name, v)?,
@@ -214,6 +222,7 @@ fn validate(cfg: &mut Config, id_set: bool) -> Result<(), String> {
         ("workers", cfg.workers),
         ("queue", cfg.queue),
         ("max-conns", cfg.max_conns),
+        ("pace-floor", cfg.pace_floor as usize),
     ] {
         if v == 0 {
             return Err(format!("--{what} must be at least 1"));
@@ -297,7 +306,7 @@ impl fmt::Display for Config {
             f,
             "listen=[{}] default={} fallback={} workers={} queue={} max_conns={} max_header={} \
              max_body={} idle_timeout={:?} client_timeout={:?} summary_wait={:?} summary_settle={} instance={}{} \
-             peer_listen={} peers=[{}] peer_token={} purge_token={} journal={} slow_ms={} speedup={} \
+             peer_listen={} peers=[{}] peer_token={} purge_token={} journal={} pace={}x/{}s slow_ms={} speedup={} \
              max_defer_ms={} probe_interval_ms={} max_probe_latency_ms={}",
             listen.join(","),
             self.default_url,
@@ -328,6 +337,8 @@ impl fmt::Display for Config {
                 "unset"
             },
             self.journal.as_deref().unwrap_or("-"),
+            self.pace_multiple,
+            self.pace_floor,
             r.slow_ms,
             r.speedup,
             r.max_defer_ms,

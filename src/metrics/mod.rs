@@ -131,6 +131,9 @@ pub struct Metrics {
     pub reconciliations: [[Counter; LOOKUPS.len()]; 2],
     /// Router decisions that parked a worker (no processor may take the payment now).
     pub router_parks: Counter,
+    /// Attempts that waited for their slot (`pace`), and the attempts per second allowed.
+    pub attempts_paced: Counter,
+    pub pace_limit: Gauge,
     pub health_polls: [[Counter; 2]; 2],
 
     pub peer_links_established: Counter,
@@ -171,6 +174,8 @@ impl Metrics {
             attempts: [const { [const { Counter::new() }; OUTCOMES.len()] }; 2],
             reconciliations: [const { [const { Counter::new() }; LOOKUPS.len()] }; 2],
             router_parks: Counter::new(),
+            attempts_paced: Counter::new(),
+            pace_limit: Gauge::new(),
             health_polls: [const { [const { Counter::new() }; 2] }; 2],
             peer_links_established: Counter::new(),
             peer_records_sent: Counter::new(),

@@ -335,6 +335,18 @@ fn processors(o: &mut Out<'_>, m: &Metrics, live: &Live) {
         m.router_parks.get(),
     );
     o.one(
+        "rinha_attempts_paced_total",
+        "counter",
+        "Attempts that waited for their slot: a backlog drained at the pace limit.",
+        m.attempts_paced.get(),
+    );
+    o.one(
+        "rinha_pace_limit_per_second",
+        "gauge",
+        "Attempts per second the workers may start now (a multiple of arrivals).",
+        u64::try_from(m.pace_limit.get()).unwrap_or(0),
+    );
+    o.one(
         "rinha_router_parked",
         "gauge",
         "Workers parked by the router now (waiting for a processor).",
