@@ -502,3 +502,33 @@ fn a_slow_drainer_is_cut_at_the_linger_bound() {
         Some(1.0)
     );
 }
+
+/// The event loop stops reading at a short read (no `read` that returns `WouldBlock`);
+/// a keep-alive request followed at once by the client's half-close must still be
+/// answered and the connection closed, not left open until the idle timeout.
+#[test]
+fn a_half_close_after_a_keep_alive_request_is_answered_and_closed() {
+    use std::io::{Read, Write};
+    let (d, f) = processors();
+    let b = rinha(&d, &f, &["--workers", "2"]);
+    for split in [false, true] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", b.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let req = b"GET /payments-summary HTTP/1.1\r\nHost: x\r\n\r\n";
+        s.write_all(req).expect("write");
+        if split {
+            // The FIN arrives after the request was read: its own edge must be seen.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let mut out = Vec::new();
+        let end = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            end.is_ok(),
+            "split={split}: not closed within 10 s: {end:?}"
+        );
+        assert!(text.starts_with("HTTP/1.1 200"), "split={split}: {text}");
+    }
+}
