@@ -309,7 +309,7 @@ class Run:
             self.meters[name] = Meter(name, pid=int(pid))
         self.sampler = Sampler(os.path.join(self.out, "samples.jsonl"), self.health,
                                {"default": f"http://127.0.0.1:{self.pp_default}", "fallback": f"http://127.0.0.1:{self.pp_fallback}"},
-                               self.meters, token=TOKEN)
+                               self.meters, token=TOKEN, detailed=cost.is_stack)
         self.sampler.start()
         self.metrics = MetricsSampler(os.path.join(self.out, "metrics.jsonl.gz"), self.health)
         self.metrics.start()

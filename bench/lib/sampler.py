@@ -2,7 +2,14 @@
 total (admin summary over all time) and each service's CPU time and context switches
 (bench/lib/meters.py). One JSON line per second in samples.jsonl, read by
 bench/report.py for the timeline; `mark()` adds an immediate line naming a moment
-(the start and end of k6), between which bench/lib/cost.py computes the run's cost."""
+(the start and end of k6), between which bench/lib/cost.py computes the run's cost.
+
+Context switches are read thread by thread (/proc/<tid>/status): about 1,600 files a
+second with the two emulators' ~500 threads each, 25 ms of CPU in one burst every
+second on the 2 cores the stack is measured on. So only the services `detailed(name)`
+says yes to (the stack) are read every second; the others (emulators, k6, noise) every
+`coarse_every` samples and at every mark, which is all their cost totals need (their
+timeline panel and peak per second are then absent)."""
 import json
 import threading
 import time
@@ -13,7 +20,8 @@ ALL_TIME = "from=2000-01-01T00:00:00.000Z&to=2100-01-01T00:00:00.000Z"
 
 
 class Sampler(threading.Thread):
-    def __init__(self, out_path, health, processors, meters, token="123", period_s=1.0):
+    def __init__(self, out_path, health, processors, meters, token="123", period_s=1.0,
+                 detailed=lambda name: True, coarse_every=10):
         """`health`: name -> base of an instance ('unix:/…sock'); `processors`: name -> base URL;
         `meters`: service name -> meters.Meter."""
         super().__init__(name="sampler", daemon=True)
@@ -21,6 +29,7 @@ class Sampler(threading.Thread):
         self.health = {n: Client(b, timeout=0.5) for n, b in health.items()}
         self.processors = {n: Client(b, timeout=0.5, headers={"X-Rinha-Token": token}) for n, b in processors.items()}
         self.meters = meters
+        self.detailed, self.coarse_every, self.n = detailed, coarse_every, 0
         self.stop_event = threading.Event()
         self.write_lock = threading.Lock()
         self.out = open(out_path, "a")
@@ -57,11 +66,15 @@ class Sampler(threading.Thread):
                 return rec
             rec["t"] = time.time()
             rec["cpu_ns"], rec["ctx"], rec["threads"], rec["exited"] = {}, {}, {}, {}
+            every = "mark" in rec or self.n % self.coarse_every == 0
+            self.n += "mark" not in rec
             for name, m in list(self.meters.items()):  # the runner adds meters (k6, noise) while this runs
                 try:
                     rec["cpu_ns"][name] = m.cpu_ns()
                 except OSError:
                     pass
+                if not (every or self.detailed(name)):
+                    continue
                 rec["ctx"][name] = list(m.switches())
                 rec["threads"][name] = m.threads
                 rec["exited"][name] = m.exited
