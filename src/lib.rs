@@ -9,8 +9,9 @@
 //! health, summary barriers and forwarded payments with the other instances
 //! (`cluster` adapts it to the server); `node` wires it all from `config`.
 //! `metrics` counts what each part does (relaxed atomics) and renders `GET /metrics`;
-//! `identity` derives the instance id when none is set; `pace` spaces the workers'
-//! attempts when a backlog drains; `sched` puts the workers in the batch class.
+//! `identity` derives the instance id when none is set; `signals` takes SIGTERM for a
+//! draining stop; `pace` spaces the workers' attempts when a backlog drains; `sched`
+//! puts the workers in the batch class.
 #![deny(unsafe_code)]
 
 pub mod cluster;
@@ -32,5 +33,6 @@ pub mod processor;
 pub mod router;
 pub mod sched;
 pub mod server;
+pub mod signals;
 pub mod time;
 pub mod worker;

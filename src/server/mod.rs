@@ -14,7 +14,7 @@ mod conn;
 mod handle;
 
 use std::io::{self, Read, Write};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,22 @@ pub struct App {
     pub summary_settle: bool,
 }
 
+/// What a stopping instance waits for (`main`): the payments it accepted and has not
+/// settled, and its own records that a linked peer has not been sent yet.
+pub struct Drain {
+    intake: Arc<Intake>,
+    busy: Arc<AtomicUsize>,
+    cluster: Arc<dyn Cluster>,
+}
+
+impl Drain {
+    /// (payments queued or with a worker, own records some linked peer lacks).
+    pub fn open(&self) -> (u64, u64) {
+        let payments = self.intake.queued() + self.busy.load(Ordering::Relaxed);
+        (payments as u64, self.cluster.unreplicated())
+    }
+}
+
 const READ_CHUNK: usize = 4096;
 /// Beyond this many open connections, a connection's buffers are freed whenever they
 /// are empty: 10,000 idle keep-alive clients cost ~8.5 KiB each with warm buffers.
@@ -181,6 +197,15 @@ impl Server {
             Listener::Tcp(t) => t.local_addr().ok().map(|a| a.port()),
             Listener::Unix(_) => None,
         })
+    }
+
+    /// A handle on what is still open, for a stop that waits for it.
+    pub fn drain_handle(&self) -> Drain {
+        Drain {
+            intake: self.app.intake.clone(),
+            busy: self.app.busy.clone(),
+            cluster: self.app.cluster.clone(),
+        }
     }
 
     pub fn run(mut self) -> io::Result<()> {
