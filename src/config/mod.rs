@@ -372,6 +372,14 @@ mod tests {
     }
 
     #[test]
+    fn pacing_defaults_and_off() {
+        let c = run(&[], &[]).unwrap();
+        assert_eq!((c.pace_multiple, c.pace_floor), (6, 250));
+        let c = run(&["--pace-floor", "100"], &[("RINHA_PACE_MULTIPLE", "0")]).unwrap();
+        assert_eq!((c.pace_multiple, c.pace_floor), (0, 100));
+    }
+
+    #[test]
     fn flag_wins_over_env() {
         let c = run(
             &["--port", "19999", "--workers=8"],
@@ -404,6 +412,8 @@ mod tests {
         assert!(run(&["--nope", "1"], &[]).is_err());
         assert!(run(&["--workers"], &[]).is_err());
         assert!(run(&["--workers", "0"], &[]).is_err());
+        assert!(run(&["--pace-floor", "0"], &[]).is_err());
+        assert!(run(&["--pace-multiple", "-1"], &[]).is_err());
         assert!(
             run(&["--peer", "a:1"], &[]).is_err(),
             "peers without a token"
