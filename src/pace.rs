@@ -11,7 +11,7 @@
 //!
 //! The limit is a GCRA (virtual scheduling): each attempt reserves the next slot,
 //! `1 / limit` after the previous one, and a worker whose slot is in the future sleeps
-//! once until it (minus `BURST`, the tolerance that lets short bursts through at once).
+//! once until it (minus `BURST_US`, the tolerance that lets short bursts through).
 //! Arrivals are counted by the event loop with one relaxed increment; a slot is taken
 //! with one compare-and-swap; the limit is re-estimated from the arrivals once per
 //! `WINDOW_US` by one worker (`try_lock`: the others go on with the old limit).
