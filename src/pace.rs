@@ -38,10 +38,12 @@ pub struct Pacer {
     next_us: AtomicU64,
     /// Microseconds between two slots now (1e6 / attempts per second allowed).
     interval_us: AtomicU64,
-    /// Start of the current arrival window (µs since `start`) and arrivals before it;
-    /// re-estimated by whichever worker finds the window over and the lock free.
-    window: Mutex<(u64, u64)>,
+    /// Start of the current arrival window, µs since `start`: read without the lock,
+    /// written only under it.
     window_start_us: AtomicU64,
+    /// Arrivals before the current window; its lock is held by whichever worker
+    /// re-estimates the limit.
+    window_arrivals: Mutex<u64>,
 }
 
 impl Pacer {
@@ -53,8 +55,8 @@ impl Pacer {
             start: Instant::now(),
             next_us: AtomicU64::new(0),
             interval_us: AtomicU64::new(1_000_000 / u64::from(floor.max(1))),
-            window: Mutex::new((0, 0)),
             window_start_us: AtomicU64::new(0),
+            window_arrivals: Mutex::new(0),
         }
     }
 
@@ -94,34 +96,35 @@ impl Pacer {
 
     /// Sets the limit from the arrivals of the window just over.
     fn estimate(&self, now_us: u64) {
-        let Ok(mut w) = self.window.try_lock() else {
+        let Ok(mut before) = self.window_arrivals.try_lock() else {
             return; // another worker is at it
         };
-        let (start_us, before) = *w;
-        let span = now_us.saturating_sub(start_us);
+        let span = now_us.saturating_sub(self.window_start_us.load(Relaxed));
         if span < WINDOW_US {
             return;
         }
         let n = self.arrivals.load(Relaxed);
-        let per_s = n.saturating_sub(before) * 1_000_000 / span;
+        let per_s = n.saturating_sub(*before) * 1_000_000 / span;
         let limit = (per_s * u64::from(self.multiple)).max(u64::from(self.floor.max(1)));
         self.interval_us.store(1_000_000 / limit, Relaxed);
-        *w = (now_us, n);
+        *before = n;
         self.window_start_us.store(now_us, Relaxed);
         METRICS
             .pace_limit
             .set(i64::try_from(limit).unwrap_or(i64::MAX));
-    }
-
-    /// Attempts per second allowed now.
-    pub fn limit(&self) -> u64 {
-        1_000_000 / self.interval_us.load(Relaxed).max(1)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Pacer {
+        /// Attempts per second allowed now (/metrics shows it as a gauge).
+        fn limit(&self) -> u64 {
+            1_000_000 / self.interval_us.load(Relaxed).max(1)
+        }
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -2,8 +2,8 @@
 //! samples; histograms as cumulative `_bucket{le}`, `_sum` and `_count`.
 
 use super::{
-    Counter, HistogramSnapshot, Metrics, BOUNDS_LE, HTTP_ERRORS, LINGER_ENDS, LOOKUPS, OUTCOMES,
-    SIDES,
+    Counter, Gauge, HistogramSnapshot, Metrics, BOUNDS_LE, HTTP_ERRORS, LINGER_ENDS, LOOKUPS,
+    OUTCOMES, SIDES,
 };
 use crate::payment::Processor;
 use crate::peer::Cause;
@@ -111,6 +111,11 @@ impl Out<'_> {
     }
 }
 
+/// A gauge's value as rendered: a negative one (none of ours should be) shows as 0.
+fn gauge(g: &Gauge) -> u64 {
+    u64::try_from(g.get()).unwrap_or(0)
+}
+
 fn per_processor(o: &mut Out<'_>, name: &str, v: impl Fn(Processor) -> u64) {
     for p in Processor::ALL {
         o.int(name, &[("processor", p.name())], v(p));
@@ -181,7 +186,7 @@ fn http(o: &mut Out<'_>, m: &Metrics) {
         "rinha_http_connections_open",
         "gauge",
         "Client connections open.",
-        u64::try_from(m.http_connections_open.get()).unwrap_or(0),
+        gauge(&m.http_connections_open),
     );
     o.family(
         "rinha_http_errors_total",
@@ -268,7 +273,7 @@ fn payments(o: &mut Out<'_>, m: &Metrics, live: &Live) {
         "rinha_workers",
         "gauge",
         "Worker threads (--workers).",
-        u64::try_from(m.workers.get()).unwrap_or(0),
+        gauge(&m.workers),
     );
     o.one(
         "rinha_payments_in_flight",
@@ -344,7 +349,7 @@ fn processors(o: &mut Out<'_>, m: &Metrics, live: &Live) {
         "rinha_pace_limit_per_second",
         "gauge",
         "Attempts per second the workers may start now (a multiple of arrivals).",
-        u64::try_from(m.pace_limit.get()).unwrap_or(0),
+        gauge(&m.pace_limit),
     );
     o.one(
         "rinha_router_parked",
@@ -518,13 +523,13 @@ fn summaries_and_journal(o: &mut Out<'_>, m: &Metrics) {
         "rinha_journal_restored_records",
         "gauge",
         "Recorded payments restored from the journal at start-up.",
-        u64::try_from(m.journal_restored_records.get()).unwrap_or(0),
+        gauge(&m.journal_restored_records),
     );
     o.one(
         "rinha_journal_resumed_payments",
         "gauge",
         "Open payments resumed from the journal at start-up.",
-        u64::try_from(m.journal_resumed_payments.get()).unwrap_or(0),
+        gauge(&m.journal_resumed_payments),
     );
 }
 

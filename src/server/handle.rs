@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use super::conn::{Conn, Pending};
-use super::App;
+use super::{open_payments, App};
 use crate::http::{self, Limits, Method, Parsed, Request};
 use crate::intake::{Accepted, QueueFull};
 use crate::json;
@@ -203,11 +203,7 @@ fn health(app: &App, out: &mut Vec<u8>) {
         }
     }
     field(&mut b, "instance", u64::from(app.instance_id));
-    field(
-        &mut b,
-        "queue",
-        (app.intake.queued() + app.busy.load(Relaxed)) as u64,
-    );
+    field(&mut b, "queue", open_payments(&app.intake, &app.busy));
     field(&mut b, "inflight", app.inflight.len() as u64);
     field(&mut b, "parked", app.router.parked() as u64);
     field(&mut b, "parkWakeups", app.router.wakeups());

@@ -119,11 +119,17 @@ pub struct Drain {
 }
 
 impl Drain {
-    /// (payments queued or with a worker, own records some linked peer lacks).
+    /// (payments queued or with a worker, own records some linked peer lacks): what
+    /// `/health` shows as `queue` and `unreplicated`.
     pub fn open(&self) -> (u64, u64) {
-        let payments = self.intake.queued() + self.busy.load(Ordering::Relaxed);
-        (payments as u64, self.cluster.unreplicated())
+        let payments = open_payments(&self.intake, &self.busy);
+        (payments, self.cluster.unreplicated())
     }
+}
+
+/// Payments accepted and not settled: queued, or taken by a worker.
+fn open_payments(intake: &Intake, busy: &AtomicUsize) -> u64 {
+    (intake.queued() + busy.load(Ordering::Relaxed)) as u64
 }
 
 const READ_CHUNK: usize = 4096;
