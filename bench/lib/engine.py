@@ -8,6 +8,8 @@ import socket
 import subprocess
 import time
 
+from .procs import connects
+
 PACKAGES = ["podman", "runc", "podman-compose", "netavark", "aardvark-dns", "iptables"]
 
 
@@ -102,27 +104,11 @@ def nginx_rootfs(root):
 
 
 def tcp_connects(port):
-    s = socket.socket()
-    s.settimeout(0.5)
-    try:
-        s.connect(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
+    return connects(socket.AF_INET, ("127.0.0.1", port))
 
 
 def unix_connects(path):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(0.5)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
+    return connects(socket.AF_UNIX, path)
 
 
 def wait(pred, timeout_s, what, period=0.1):

@@ -82,14 +82,15 @@ class Supervisor:
 
 
 def wait_tcp(port, proc, timeout_s=15.0, host="127.0.0.1"):
-    _wait(lambda: _connects(socket.AF_INET, (host, port)), proc, timeout_s, f"{host}:{port}")
+    _wait(lambda: connects(socket.AF_INET, (host, port)), proc, timeout_s, f"{host}:{port}")
 
 
 def wait_unix(path, proc, timeout_s=15.0):
-    _wait(lambda: _connects(socket.AF_UNIX, path), proc, timeout_s, path)
+    _wait(lambda: connects(socket.AF_UNIX, path), proc, timeout_s, path)
 
 
-def _connects(family, addr):
+def connects(family, addr):
+    """True if a connection to `addr` succeeds within 0.5 s (closed at once)."""
     s = socket.socket(family, socket.SOCK_STREAM)
     s.settimeout(0.5)
     try:
