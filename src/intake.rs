@@ -4,11 +4,19 @@
 //! The set makes a repeated `POST /payments` idempotent (accepted once, paid once); the
 //! bound makes back-pressure explicit: a full queue is a 503, never a silent drop.
 //! With a `Journal`, an accepted payment is on disk before the 202 leaves.
+//!
+//! Workers take payments through an `Outlet`, which wakes the worker that went idle
+//! *last*: its stack, its keep-alive sockets and their kernel state are still warm, so
+//! a steady flow keeps a few workers busy. (Blocked in `Receiver::recv`, the worker
+//! woken is the one that waited longest: payments rotated through all 256 workers'
+//! cold stacks and connections.)
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::Thread;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::journal::Journal;
 use crate::pace::Pacer;
@@ -26,30 +34,130 @@ pub struct QueueFull;
 
 pub struct Intake {
     tx: Sender<Payment>,
+    rx: Receiver<Payment>,
+    idle: Arc<Idle>,
     pacer: Arc<Pacer>,
     seen: Mutex<HashSet<CorrelationId>>,
     journal: Option<Arc<Journal>>,
 }
 
+/// One worker's wait: its thread, and whether a payment was handed to it.
+struct Waiter {
+    thread: Thread,
+    woken: AtomicBool,
+}
+
+/// Workers with nothing to do, the most recently idle last.
+#[derive(Default)]
+struct Idle {
+    stack: Mutex<Vec<Arc<Waiter>>>,
+    /// The intake is gone: waiters leave once the channel is empty.
+    closed: AtomicBool,
+}
+
+impl Idle {
+    fn lock(&self) -> MutexGuard<'_, Vec<Arc<Waiter>>> {
+        self.stack.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the worker that went idle last, if any is idle.
+    fn wake_one(&self) {
+        let w = self.lock().pop();
+        if let Some(w) = w {
+            w.woken.store(true, Ordering::Release);
+            w.thread.unpark();
+        }
+    }
+
+    fn wake_all(&self) {
+        for w in std::mem::take(&mut *self.lock()) {
+            w.woken.store(true, Ordering::Release);
+            w.thread.unpark();
+        }
+    }
+
+    /// Takes `w` off the stack unless a sender already popped it (which then leaves
+    /// one spare unpark: the next wait loops once more).
+    fn leave(&self, w: &Arc<Waiter>) {
+        let mut stack = self.lock();
+        if let Some(i) = stack.iter().rposition(|x| Arc::ptr_eq(x, w)) {
+            stack.remove(i);
+        }
+    }
+}
+
+/// A worker's end of the intake (one per worker thread).
+pub struct Outlet {
+    rx: Receiver<Payment>,
+    idle: Arc<Idle>,
+    /// The thread that waits here: the first to call `next_payment`.
+    me: Option<Arc<Waiter>>,
+}
+
+impl Outlet {
+    /// The next payment, waiting as long as it takes; None once the intake is gone
+    /// and every queued payment was taken.
+    pub fn next_payment(&mut self) -> Option<Payment> {
+        let me = self
+            .me
+            .get_or_insert_with(|| {
+                Arc::new(Waiter {
+                    thread: std::thread::current(),
+                    woken: AtomicBool::new(false),
+                })
+            })
+            .clone();
+        loop {
+            match self.rx.try_recv() {
+                Ok(p) => return Some(p),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) if self.idle.closed.load(Ordering::Acquire) => {
+                    return None
+                }
+                Err(TryRecvError::Empty) => {}
+            }
+            me.woken.store(false, Ordering::Relaxed);
+            self.idle.lock().push(me.clone());
+            // A payment sent before the push found no one to wake: look once more.
+            if let Ok(p) = self.rx.try_recv() {
+                self.idle.leave(&me);
+                return Some(p);
+            }
+            if self.idle.closed.load(Ordering::Acquire) {
+                self.idle.leave(&me);
+                continue;
+            }
+            while !me.woken.load(Ordering::Acquire) {
+                std::thread::park();
+            }
+        }
+    }
+}
+
 impl Intake {
-    /// A channel of `capacity` payments and its receiving end for the workers; each new
-    /// payment counts as an arrival for `pacer`.
-    pub fn new(
-        capacity: usize,
-        journal: Option<Arc<Journal>>,
-        pacer: Arc<Pacer>,
-    ) -> (Intake, Receiver<Payment>) {
+    /// A channel of `capacity` payments; each new payment counts as an arrival for
+    /// `pacer`. Workers take payments through `outlet`.
+    pub fn new(capacity: usize, journal: Option<Arc<Journal>>, pacer: Arc<Pacer>) -> Intake {
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         let seen = Mutex::new(HashSet::new());
-        (
-            Intake {
-                tx,
-                pacer,
-                seen,
-                journal,
-            },
+        let idle = Arc::new(Idle::default());
+        Intake {
+            tx,
             rx,
-        )
+            idle,
+            pacer,
+            seen,
+            journal,
+        }
+    }
+
+    /// A worker's end of the intake.
+    pub fn outlet(&self) -> Outlet {
+        Outlet {
+            rx: self.rx.clone(),
+            idle: self.idle.clone(),
+            me: None,
+        }
     }
 
     pub fn submit(&self, p: Payment) -> Result<Accepted, QueueFull> {
@@ -64,6 +172,8 @@ impl Intake {
         match self.tx.try_send(p) {
             Ok(()) => {
                 seen.insert(p.id);
+                drop(seen);
+                self.idle.wake_one();
                 self.pacer.arrived();
                 Ok(Accepted::New)
             }
@@ -85,6 +195,7 @@ impl Intake {
         if self.tx.send(p).is_err() {
             eprintln!("rinha: no worker left to resume {:?}", p.id);
         }
+        self.idle.wake_one();
     }
 
     /// Payments waiting for a worker.
@@ -98,6 +209,13 @@ impl Intake {
         if let Some(j) = &self.journal {
             j.clear();
         }
+    }
+}
+
+impl Drop for Intake {
+    fn drop(&mut self) {
+        self.idle.closed.store(true, Ordering::Release);
+        self.idle.wake_all();
     }
 }
 
@@ -116,20 +234,66 @@ mod tests {
 
     #[test]
     fn bounded_and_idempotent() {
-        let (intake, rx) = Intake::new(2, None, Arc::new(Pacer::new(0, 1)));
+        let intake = Intake::new(2, None, Arc::new(Pacer::new(0, 1)));
+        let mut out = intake.outlet();
         assert_eq!(intake.submit(pay(1)), Ok(Accepted::New));
         assert_eq!(intake.submit(pay(1)), Ok(Accepted::Duplicate));
         assert_eq!(intake.submit(pay(2)), Ok(Accepted::New));
         assert_eq!(intake.submit(pay(3)), Err(QueueFull));
         assert_eq!(intake.queued(), 2);
-        assert_eq!(rx.recv(), Ok(pay(1)));
+        assert_eq!(out.next_payment(), Some(pay(1)));
         assert_eq!(
             intake.submit(pay(3)),
             Ok(Accepted::New),
             "a refused payment can come back"
         );
         intake.purge();
-        assert_eq!(rx.try_iter().count(), 2);
+        assert_eq!(intake.rx.try_iter().count(), 2);
         assert_eq!(intake.submit(pay(1)), Ok(Accepted::New));
+    }
+
+    fn idle_workers(intake: &Intake) -> usize {
+        intake.idle.lock().len()
+    }
+
+    fn until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !cond() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Three workers go idle one after the other; ten payments, each sent once the
+    /// last was taken and its worker idle again, are all taken by the last one.
+    #[test]
+    fn the_worker_idle_last_is_woken_first_and_all_leave_when_the_intake_goes() {
+        let intake = Intake::new(16, None, Arc::new(Pacer::new(0, 1)));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut threads = Vec::new();
+        for w in 0..3 {
+            let mut out = intake.outlet();
+            let done = done_tx.clone();
+            threads.push(std::thread::spawn(move || {
+                while let Some(p) = out.next_payment() {
+                    done.send((w, p.id.0[0])).unwrap();
+                }
+            }));
+            until("the worker waits", || idle_workers(&intake) == w + 1);
+        }
+        for n in 1..=10 {
+            assert_eq!(intake.submit(pay(n)), Ok(Accepted::New));
+            assert_eq!(done_rx.recv().unwrap(), (2, n));
+            until("the worker waits again", || idle_workers(&intake) == 3);
+        }
+        intake.submit(pay(11)).unwrap();
+        intake.submit(pay(12)).unwrap();
+        drop(intake);
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut rest: Vec<u8> = done_rx.try_iter().map(|(_, n)| n).collect();
+        rest.sort();
+        assert_eq!(rest, vec![11, 12], "queued payments are still taken");
     }
 }

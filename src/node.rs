@@ -71,7 +71,7 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
     let inflight = Arc::new(InFlight::new());
     let router = Arc::new(Router::new(cfg.router.clone()));
     let pacer = Arc::new(Pacer::new(cfg.pace_multiple, cfg.pace_floor));
-    let (intake, rx) = Intake::new(cfg.queue, journal.clone(), pacer.clone());
+    let intake = Intake::new(cfg.queue, journal.clone(), pacer.clone());
     let intake = Arc::new(intake);
     let events = Arc::new(Events {
         router: router.clone(),
@@ -95,11 +95,11 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
     });
     for i in 0..cfg.workers {
         let w = Worker::new(shared.clone(), client(&default), client(&fallback));
-        let rx = rx.clone();
+        let outlet = intake.outlet();
         std::thread::Builder::new()
             .name(format!("worker-{i}"))
             .stack_size(WORKER_STACK)
-            .spawn(move || w.run(rx))?;
+            .spawn(move || w.run(outlet))?;
     }
     METRICS
         .workers

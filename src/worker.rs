@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-
 use crate::inflight::InFlight;
+use crate::intake::Outlet;
 use crate::journal::Journal;
 use crate::ledger::Ledger;
 use crate::metrics::METRICS;
@@ -59,12 +58,12 @@ impl Worker {
         }
     }
 
-    /// Runs until the channel is closed.
-    pub fn run(mut self, rx: Receiver<Payment>) {
+    /// Runs until the intake is gone and its queue empty.
+    pub fn run(mut self, mut outlet: Outlet) {
         if let Err(e) = crate::sched::batch_this_thread() {
             BATCH_REFUSED.call_once(|| eprintln!("rinha: workers stay in SCHED_OTHER: {e}"));
         }
-        while let Ok(p) = rx.recv() {
+        while let Some(p) = outlet.next_payment() {
             self.shared.busy.fetch_add(1, Relaxed);
             self.settle(p);
             self.shared.busy.fetch_sub(1, Relaxed);
