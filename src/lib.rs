@@ -1,10 +1,11 @@
 //! rinha: a Rinha de Backend 2025 payment intermediary.
 //!
 //! Data flow: `server` (mio event loop; `http` + `json` parse a request) hands each
-//! accepted payment to `intake` (bounded crossbeam channel); `worker` threads take it,
-//! ask `router` where to pay, pay through `processor` clients and write the outcome to
-//! `ledger`; `journal` writes ahead what was accepted, attempted and recorded so that
-//! a restarted instance finishes it; `inflight` tracks payments whose outcome is
+//! accepted payment to `intake` (bounded crossbeam channel; the worker idle last is
+//! woken first); `worker` threads take it, ask `router` where to pay, pay through
+//! `processor` clients and write the outcome to `ledger`; `journal` (a memory-mapped
+//! file) writes ahead what was accepted, attempted and recorded so that a restarted
+//! instance finishes it; `inflight` tracks payments whose outcome is
 //! pending; `health` polls the processors' health; `peer` shares records, purges,
 //! health, summary barriers and forwarded payments with the other instances
 //! (`cluster` adapts it to the server); `node` wires it all from `config`.
