@@ -62,18 +62,28 @@ impl Idle {
 
     /// Wakes the worker that went idle last, if any is idle.
     fn wake_one(&self) {
-        let w = self.lock().pop();
+        // The guard lives to the end of the statement: `hand` runs under the lock.
+        let w = self.lock().pop().inspect(Self::hand);
         if let Some(w) = w {
-            w.woken.store(true, Ordering::Release);
             w.thread.unpark();
         }
     }
 
     fn wake_all(&self) {
-        for w in std::mem::take(&mut *self.lock()) {
-            w.woken.store(true, Ordering::Release);
+        let all = {
+            let mut stack = self.lock();
+            stack.iter().for_each(Self::hand);
+            std::mem::take(&mut *stack)
+        };
+        for w in all {
             w.thread.unpark();
         }
+    }
+
+    /// Marks a waiter taken off the stack, under the lock: a waiter leaves its wait
+    /// only once off the stack, so it is never on it twice.
+    fn hand(w: &Arc<Waiter>) {
+        w.woken.store(true, Ordering::Release);
     }
 
     /// Takes `w` off the stack unless a sender already popped it (which then leaves
@@ -295,5 +305,60 @@ mod tests {
         let mut rest: Vec<u8> = done_rx.try_iter().map(|(_, n)| n).collect();
         rest.sort();
         assert_eq!(rest, vec![11, 12], "queued payments are still taken");
+    }
+
+    /// Two senders and eight workers hand 40,000 payments over as fast as they can: a
+    /// lost wake-up would leave payments in the queue with every worker asleep.
+    #[test]
+    fn no_payment_is_left_behind_under_contention() {
+        const PER_SENDER: u32 = 20_000;
+        let intake = Arc::new(Intake::new(64, None, Arc::new(Pacer::new(0, 1))));
+        let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let mut out = intake.outlet();
+                let taken = taken.clone();
+                std::thread::spawn(move || {
+                    while out.next_payment().is_some() {
+                        taken.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let senders: Vec<_> = (0..2u8)
+            .map(|s| {
+                let intake = intake.clone();
+                std::thread::spawn(move || {
+                    for i in 0..PER_SENDER {
+                        let mut id = [s; 16];
+                        id[..4].copy_from_slice(&i.to_le_bytes());
+                        let p = Payment {
+                            id: CorrelationId(id),
+                            ..pay(0)
+                        };
+                        let deadline =
+                            std::time::Instant::now() + std::time::Duration::from_secs(20);
+                        while intake.submit(p).is_err() {
+                            assert!(
+                                std::time::Instant::now() < deadline,
+                                "the queue never drains"
+                            );
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for s in senders {
+            s.join().unwrap();
+        }
+        let all = 2 * PER_SENDER as usize;
+        until("every payment is taken", || {
+            taken.load(Ordering::Relaxed) == all
+        });
+        drop(intake);
+        for w in workers {
+            w.join().unwrap();
+        }
     }
 }
