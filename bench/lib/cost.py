@@ -68,6 +68,9 @@ def compute(samples, payments):
             "threads": end.get("threads", {}).get(name),
             "threads_exited": end.get("exited", {}).get(name, 0) - start.get("exited", {}).get(name, 0),
         }
+        roles = _roles(start.get("roles", {}).get(name), end.get("roles", {}).get(name), payments)
+        if roles:
+            services[name]["roles"] = roles
     stack = [n for n in services if is_stack(n)]
     cpus = [services[n]["cpu_s"] for n in stack]
     cpu = None if not stack or None in cpus else sum(cpus)
@@ -87,6 +90,19 @@ def compute(samples, payments):
             "peak_instance": top,
         },
     }
+
+
+def _roles(began, ended, payments):
+    """Per thread role, what it cost between the marks (a thread born in between counts
+    from its birth; one gone by the end is not counted)."""
+    if not ended:
+        return None
+    out = {}
+    for r, (cpu, vol, invol) in sorted(ended.items(), key=lambda kv: -kv[1][0]):
+        c0, v0, i0 = (began or {}).get(r, (0, 0, 0))
+        out[r] = {"cpu_s": round((cpu - c0) / 1e9, 3), "cpu_ms_per_1k": _round(_per((cpu - c0) / 1e9, payments, 1e6)),
+                  "ctx_voluntary": vol - v0, "ctx_involuntary": invol - i0}
+    return out
 
 
 def _round(v):
@@ -129,6 +145,11 @@ def table(cost):
     for name in stack["services"]:
         s = svc[name]
         row(name, s, s["ctx_voluntary"], s["ctx_involuntary"], _threads(s))
+        roles = s.get("roles") or {}
+        for r, x in roles.items() if len(roles) > 1 else ():
+            if x["cpu_s"] >= 0.005 or x["ctx_voluntary"] + x["ctx_involuntary"] >= 100:
+                lines.append(f"    {r:<18}{_cell(x['cpu_s'], '.2f'):>8}{_cell(x['cpu_ms_per_1k'], ',.1f'):>11}"
+                             f"{_cell(x['ctx_voluntary'], ','):>10}{_cell(x['ctx_involuntary'], ','):>11}")
     vol = sum(svc[n]["ctx_voluntary"] for n in stack["services"])
     row("stack", stack, vol, stack["ctx"] - vol, f"(peak: {stack['peak_instance']})")
     for name in [n for n in svc if not is_stack(n)]:

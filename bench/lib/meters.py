@@ -9,6 +9,7 @@ counts from its birth. CPU comes from the service's cgroup when it has one
 (exact, includes exited threads), else from /proc/<pid>/stat of its processes.
 """
 import os
+import re
 import threading
 import time
 
@@ -38,6 +39,19 @@ def thread_switches(tid):
         return None
     vol, invol = _field(data, _VOL), _field(data, _INVOL)
     return None if vol is None or invol is None else (vol, invol)
+
+
+def _read(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 8192)
+    finally:
+        os.close(fd)
+
+
+def role(comm):
+    """A thread's role: its name without a trailing number ('worker-17' -> 'worker')."""
+    return re.sub(r"[-_]?\d+$", "", comm) or comm
 
 
 def process_cpu_ns(pid):
@@ -143,3 +157,27 @@ class Meter:
             self.last = now
             self.threads = len(now)
             return tuple(self.total)
+
+    def roles(self):
+        """{role: [cpu_ns, voluntary, involuntary]} of the live threads, each since its
+        birth (CPU from /proc/<tid>/schedstat, ns). Read at the marks only: what each
+        kind of thread (event loop, workers, peer link...) cost during the test."""
+        out = {}
+        try:
+            tids = self._tids()
+        except OSError:
+            return out
+        for tid in tids:
+            try:
+                comm = _read(f"/proc/{tid}/comm").decode(errors="replace").strip()
+                cpu = int(_read(f"/proc/{tid}/schedstat").split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            sw = thread_switches(tid)
+            if sw is None:
+                continue
+            acc = out.setdefault(role(comm), [0, 0, 0])
+            acc[0] += cpu
+            acc[1] += sw[0]
+            acc[2] += sw[1]
+        return out

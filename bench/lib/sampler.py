@@ -78,6 +78,8 @@ class Sampler(threading.Thread):
                 rec["ctx"][name] = list(m.switches())
                 rec["threads"][name] = m.threads
                 rec["exited"][name] = m.exited
+                if "mark" in rec and self.detailed(name):
+                    rec.setdefault("roles", {})[name] = m.roles()
             self.out.write(json.dumps(rec, default=str) + "\n")
             self.out.flush()
         return rec
