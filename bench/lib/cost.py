@@ -150,8 +150,11 @@ def table(cost):
             if x["cpu_s"] >= 0.005 or x["ctx_voluntary"] + x["ctx_involuntary"] >= 100:
                 lines.append(f"    {r:<18}{_cell(x['cpu_s'], '.2f'):>8}{_cell(x['cpu_ms_per_1k'], ',.1f'):>11}"
                              f"{_cell(x['ctx_voluntary'], ','):>10}{_cell(x['ctx_involuntary'], ','):>11}")
-    vol = sum(svc[n]["ctx_voluntary"] for n in stack["services"])
-    row("stack", stack, vol, stack["ctx"] - vol, f"(peak: {stack['peak_instance']})")
+    if stack["services"]:  # none with --no-backend: nothing of the stack was metered
+        vol = sum(svc[n]["ctx_voluntary"] for n in stack["services"])
+        row("stack", stack, vol, stack["ctx"] - vol, f"(peak: {stack['peak_instance']})")
+    else:
+        lines.append("  stack                not metered (no backend started; --watch NAME=PID meters one)")
     for name in [n for n in svc if not is_stack(n)]:
         s = svc[name]
         row(f"({name})", s, s["ctx_voluntary"], s["ctx_involuntary"], _threads(s))
