@@ -108,15 +108,12 @@ impl Outlet {
     /// The next payment, waiting as long as it takes; None once the intake is gone
     /// and every queued payment was taken.
     pub fn next_payment(&mut self) -> Option<Payment> {
-        let me = self
-            .me
-            .get_or_insert_with(|| {
-                Arc::new(Waiter {
-                    thread: std::thread::current(),
-                    woken: AtomicBool::new(false),
-                })
+        let me: &Arc<Waiter> = self.me.get_or_insert_with(|| {
+            Arc::new(Waiter {
+                thread: std::thread::current(),
+                woken: AtomicBool::new(false),
             })
-            .clone();
+        });
         loop {
             match self.rx.try_recv() {
                 Ok(p) => return Some(p),
@@ -130,11 +127,11 @@ impl Outlet {
             self.idle.lock().push(me.clone());
             // A payment sent before the push found no one to wake: look once more.
             if let Ok(p) = self.rx.try_recv() {
-                self.idle.leave(&me);
+                self.idle.leave(me);
                 return Some(p);
             }
             if self.idle.closed.load(Ordering::Acquire) {
-                self.idle.leave(&me);
+                self.idle.leave(me);
                 continue;
             }
             while !me.woken.load(Ordering::Acquire) {
