@@ -100,7 +100,8 @@ def _roles(began, ended, payments):
     out = {}
     for r, (cpu, vol, invol) in sorted(ended.items(), key=lambda kv: -kv[1][0]):
         c0, v0, i0 = (began or {}).get(r, (0, 0, 0))
-        out[r] = {"cpu_s": round((cpu - c0) / 1e9, 3), "cpu_ms_per_1k": _round(_per((cpu - c0) / 1e9, payments, 1e6)),
+        cpu_s = (cpu - c0) / 1e9
+        out[r] = {"cpu_s": round(cpu_s, 3), "cpu_ms_per_1k": _round(_per(cpu_s, payments, 1e6)),
                   "ctx_voluntary": vol - v0, "ctx_involuntary": invol - i0}
     return out
 

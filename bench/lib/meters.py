@@ -27,26 +27,24 @@ def _field(data, key):
     return int(data[i:] if j < 0 else data[i:j])
 
 
-def thread_switches(tid):
-    """(voluntary, involuntary) of one thread, or None once it is gone."""
-    try:  # os.read, not open(): a third less CPU, which matters at ~1,500 threads a second
-        fd = os.open(f"/proc/{tid}/status", os.O_RDONLY)
-        try:
-            data = os.read(fd, 8192)
-        finally:
-            os.close(fd)
-    except OSError:
-        return None
-    vol, invol = _field(data, _VOL), _field(data, _INVOL)
-    return None if vol is None or invol is None else (vol, invol)
-
-
 def _read(path):
+    """A small /proc file: os.read, not open(): a third less CPU, which matters at
+    ~1,500 threads a second."""
     fd = os.open(path, os.O_RDONLY)
     try:
         return os.read(fd, 8192)
     finally:
         os.close(fd)
+
+
+def thread_switches(tid):
+    """(voluntary, involuntary) of one thread, or None once it is gone."""
+    try:
+        data = _read(f"/proc/{tid}/status")
+    except OSError:
+        return None
+    vol, invol = _field(data, _VOL), _field(data, _INVOL)
+    return None if vol is None or invol is None else (vol, invol)
 
 
 def role(comm):
