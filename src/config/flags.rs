@@ -47,6 +47,12 @@ pub(super) const FLAGS: &[Flag] = &[
         help: "processor client threads [256]",
     },
     Flag {
+        name: "loop-slice-us",
+        env: "RINHA_LOOP_SLICE_US",
+        hint: "US",
+        help: "event loop's CPU slice (Linux 6.12+; 100-100000, 0 = kernel default) [100]",
+    },
+    Flag {
         name: "queue",
         env: "RINHA_QUEUE",
         hint: "N",

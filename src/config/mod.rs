@@ -69,6 +69,8 @@ pub struct Config {
     pub default_url: String,
     pub fallback_url: String,
     pub workers: usize,
+    /// The event loop's time slice in the fair scheduler, in µs (0: the kernel's).
+    pub loop_slice_us: u64,
     pub queue: usize,
     pub max_conns: usize,
     pub max_header: usize,
@@ -107,6 +109,7 @@ impl Default for Config {
             default_url: "http://127.0.0.1:8001".into(),
             fallback_url: "http://127.0.0.1:8002".into(),
             workers: 256,
+            loop_slice_us: 100,
             queue: 65_536,
             max_conns: 16_384,
             max_header: 8_192,
@@ -175,6 +178,7 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "default-url" => cfg.default_url = v.to_string(),
         "fallback-url" => cfg.fallback_url = v.to_string(),
         "workers" => cfg.workers = num(name, v)?,
+        "loop-slice-us" => cfg.loop_slice_us = num(name, v)?,
         "queue" => cfg.queue = num(name, v)?,
         "max-conns" => cfg.max_conns = num(name, v)?,
         "max-header" => cfg.max_header = num(name, v)?,
@@ -227,6 +231,9 @@ fn validate(cfg: &mut Config, id_set: bool) -> Result<(), String> {
         if v == 0 {
             return Err(format!("--{what} must be at least 1"));
         }
+    }
+    if cfg.loop_slice_us != 0 && !(100..=100_000).contains(&cfg.loop_slice_us) {
+        return Err("--loop-slice-us must be 0 or 100..=100000".into());
     }
     if cfg.max_header < 256 || cfg.max_body < 64 {
         return Err("--max-header must be >= 256 and --max-body >= 64".into());
@@ -304,7 +311,7 @@ impl fmt::Display for Config {
         let r = &self.router;
         write!(
             f,
-            "listen=[{}] default={} fallback={} workers={} queue={} max_conns={} max_header={} \
+            "listen=[{}] default={} fallback={} workers={} loop_slice_us={} queue={} max_conns={} max_header={} \
              max_body={} idle_timeout={:?} client_timeout={:?} summary_wait={:?} summary_settle={} instance={}{} \
              peer_listen={} peers=[{}] peer_token={} purge_token={} journal={} pace={}x/{}s slow_ms={} speedup={} \
              max_defer_ms={} probe_interval_ms={} max_probe_latency_ms={}",
@@ -312,6 +319,7 @@ impl fmt::Display for Config {
             self.default_url,
             self.fallback_url,
             self.workers,
+            self.loop_slice_us,
             self.queue,
             self.max_conns,
             self.max_header,
@@ -420,6 +428,15 @@ mod tests {
         );
         assert!(run(&["--health-interval-ms", "1000"], &[]).is_err());
         assert!(run(&["--summary-settle", "maybe"], &[]).is_err());
+        assert!(run(&["--loop-slice-us", "99"], &[]).is_err());
+        assert!(run(&["--loop-slice-us", "100001"], &[]).is_err());
+        assert_eq!(run(&[], &[]).unwrap().loop_slice_us, 100);
+        assert_eq!(
+            run(&[], &[("RINHA_LOOP_SLICE_US", "0")])
+                .unwrap()
+                .loop_slice_us,
+            0
+        );
         assert!(
             run(&["--summary-settle", "on"], &[])
                 .unwrap()

@@ -154,6 +154,7 @@ pub struct Server {
     max_conns: usize,
     idle_timeout_ms: u64,
     request_timeout_ms: u64,
+    loop_slice: Duration,
     app: App,
 }
 
@@ -188,6 +189,7 @@ impl Server {
             max_conns: cfg.max_conns,
             idle_timeout_ms: cfg.idle_timeout.as_millis() as u64,
             request_timeout_ms: cfg.request_timeout.as_millis() as u64,
+            loop_slice: Duration::from_micros(cfg.loop_slice_us),
             app,
         })
     }
@@ -214,7 +216,17 @@ impl Server {
         }
     }
 
+    /// Runs the event loop on the calling thread until an error.
+    ///
+    /// The thread first asks for a short CPU slice (`sched::slice_this_thread`): the
+    /// fair scheduler then lets it preempt a longer-sliced thread (k6, a processor)
+    /// as soon as a request wakes it, instead of at the end of that thread's slice.
     pub fn run(mut self) -> io::Result<()> {
+        if !self.loop_slice.is_zero() {
+            if let Err(e) = crate::sched::slice_this_thread(self.loop_slice) {
+                eprintln!("rinha: event loop slice {:?}: {e}", self.loop_slice);
+            }
+        }
         let mut events = Events::with_capacity(1024);
         let mut last_sweep = mono_ms();
         loop {
