@@ -106,6 +106,17 @@ pub(super) struct Conn {
 }
 
 impl Conn {
+    /// The earliest time (mono ms) the idle sweep may close this connection, as things
+    /// stand: its lingering close's bound, its idle timeout, or its request's timeout.
+    pub fn expires_at(&self, idle_timeout_ms: u64, request_timeout_ms: u64) -> u64 {
+        if let Some(l) = self.linger {
+            return l.until_ms;
+        }
+        let idle = self.last_active_ms + idle_timeout_ms + 1;
+        self.partial_since_ms
+            .map_or(idle, |t| idle.min(t + request_timeout_ms + 1))
+    }
+
     pub fn new(stream: Stream, now_ms: u64) -> Conn {
         Conn {
             stream,
@@ -166,9 +177,9 @@ impl Linger {
         }
     }
 
-    /// True once the time bound has passed (checked by the idle sweep).
-    pub fn expired(&self, now_ms: u64) -> bool {
-        now_ms >= self.until_ms
+    /// When the time bound passes (the idle sweep closes the connection then).
+    pub fn until_ms(&self) -> u64 {
+        self.until_ms
     }
 }
 
@@ -227,9 +238,9 @@ mod tests {
         let mut l = Linger::start(1_000);
         for t in (1_000..1_000 + LINGER_MS).step_by(100) {
             assert_eq!(l.drain(&mut input(1, io::ErrorKind::WouldBlock), t), None);
-            assert!(!l.expired(t));
+            assert!(t < l.until_ms());
         }
-        assert!(l.expired(1_000 + LINGER_MS));
+        assert_eq!(l.until_ms(), 1_000 + LINGER_MS);
         let mut r = input(1, io::ErrorKind::WouldBlock);
         assert_eq!(l.drain(&mut r, 1_000 + LINGER_MS), Some(LingerEnd::Time));
     }

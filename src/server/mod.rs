@@ -5,7 +5,9 @@
 //! one write; WRITABLE interest is registered only while output is pending. A summary
 //! that must wait for its peers parks its connection (see `Pending`); the loop sleeps
 //! until a peer wakes it or the summary's deadline (`Server::poll_timeout`). A connection closed with input
-//! unread (after an error) lingers first (see `conn::Linger`).
+//! unread (after an error) lingers first (see `conn::Linger`). Idle, slow and lingering
+//! connections are looked for at the earliest time one of them can expire, not on a
+//! tick: with no connection open the loop sleeps until the kernel has news.
 //!
 //! Layout: this file runs the loop; `conn` holds sockets and connection state;
 //! `handle` parses and answers requests.
@@ -138,8 +140,6 @@ const READ_CHUNK: usize = 4096;
 const KEEP_BUFFERS_UP_TO: usize = 1024;
 /// Wakes the loop when a parked summary may be answered (see `Server::waker`).
 const WAKER: Token = Token(usize::MAX);
-/// Idle and slow connections are looked for this often.
-const SWEEP_EVERY_MS: u64 = 1_000;
 
 pub struct Server {
     poll: Poll,
@@ -154,6 +154,8 @@ pub struct Server {
     max_conns: usize,
     idle_timeout_ms: u64,
     request_timeout_ms: u64,
+    /// When the earliest connection can time out (`sweep_idle`); None: none open.
+    next_sweep: Option<u64>,
     loop_slice: Duration,
     app: App,
 }
@@ -189,6 +191,7 @@ impl Server {
             max_conns: cfg.max_conns,
             idle_timeout_ms: cfg.idle_timeout.as_millis() as u64,
             request_timeout_ms: cfg.request_timeout.as_millis() as u64,
+            next_sweep: None,
             loop_slice: Duration::from_micros(cfg.loop_slice_us),
             app,
         })
@@ -228,11 +231,10 @@ impl Server {
             }
         }
         let mut events = Events::with_capacity(1024);
-        let mut last_sweep = mono_ms();
         loop {
             let any_pending = !self.parked.is_empty();
-            let timeout = self.poll_timeout(last_sweep);
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -254,19 +256,20 @@ impl Server {
                 self.answer_pending();
             }
             let now = mono_ms();
-            if now - last_sweep >= SWEEP_EVERY_MS {
-                last_sweep = now;
+            if self.next_sweep.is_some_and(|at| now >= at) {
                 self.sweep_idle(now);
             }
         }
     }
 
     /// Sleep until the next idle sweep or parked summary's deadline, whichever is
-    /// first: peers wake the loop when a barrier progresses (`waker`). Only a summary
-    /// that waits for payments in flight (`summary_settle`) is polled, every 1 ms.
-    fn poll_timeout(&self, last_sweep: u64) -> Duration {
-        let sweep_in = (last_sweep + SWEEP_EVERY_MS).saturating_sub(mono_ms());
-        let mut t = Duration::from_millis(sweep_in);
+    /// first, or for as long as it takes if there is neither: peers wake the loop when
+    /// a barrier progresses (`waker`). Only a summary that waits for payments in flight
+    /// (`summary_settle`) is polled, every 1 ms.
+    fn poll_timeout(&self) -> Option<Duration> {
+        let mut t = self
+            .next_sweep
+            .map(|at| Duration::from_millis(at.saturating_sub(mono_ms())));
         let now = Instant::now();
         for p in self
             .parked
@@ -274,13 +277,19 @@ impl Server {
             .filter_map(|&i| self.conns.get(i)?.as_ref()?.pending.as_ref())
         {
             let settling = p.settle_to != i64::MIN;
-            t = t.min(if settling {
+            let wait = if settling {
                 Duration::from_millis(1)
             } else {
                 p.deadline.saturating_duration_since(now)
-            });
+            };
+            t = Some(t.map_or(wait, |t| t.min(wait)));
         }
         t
+    }
+
+    /// Makes the loop look for expired connections at `at` (mono ms) at the latest.
+    fn sweep_by(&mut self, at: u64) {
+        self.next_sweep = Some(self.next_sweep.map_or(at, |t| t.min(at)));
     }
 
     fn accept(&mut self, li: usize) {
@@ -326,7 +335,9 @@ impl Server {
         self.open += 1;
         METRICS.http_connections_accepted.inc();
         METRICS.http_connections_open.inc();
-        self.conns[idx] = Some(Conn::new(stream, mono_ms()));
+        let now = mono_ms();
+        self.conns[idx] = Some(Conn::new(stream, now));
+        self.sweep_by(now + self.idle_timeout_ms + 1);
     }
 
     fn close(&mut self, idx: usize) {
@@ -392,6 +403,7 @@ impl Server {
             (true, _) => None,
             (false, since) => since.or(Some(conn.last_active_ms)),
         };
+        let partial_since = conn.partial_since_ms;
         if conn.rbuf.is_empty() && self.open > KEEP_BUFFERS_UP_TO {
             conn.rbuf = Vec::new();
         }
@@ -404,6 +416,9 @@ impl Server {
         }
         if eof {
             conn.closing = true;
+        }
+        if let Some(t) = partial_since {
+            self.sweep_by(t + self.request_timeout_ms + 1);
         }
         self.flush(idx);
     }
@@ -470,7 +485,9 @@ impl Server {
         }
         conn.rbuf = Vec::new();
         conn.partial_since_ms = None;
-        conn.linger = Some(Linger::start(mono_ms()));
+        let linger = Linger::start(mono_ms());
+        conn.linger = Some(linger);
+        self.sweep_by(linger.until_ms());
         self.drain(idx);
     }
 
@@ -522,25 +539,32 @@ impl Server {
     /// completed within `request_timeout` of its first byte (a slowloris keeps a
     /// connection active, never idle) after a 408 and a lingering close, and lingering
     /// connections past their time bound.
+    ///
+    /// Then sets the next sweep to the earliest time a connection left can expire.
     fn sweep_idle(&mut self, now: u64) {
+        self.next_sweep = None;
         for idx in 0..self.conns.len() {
             let Some(c) = self.conns[idx].as_mut() else {
                 continue;
             };
-            if let Some(l) = c.linger {
-                if l.expired(now) {
-                    METRICS.lingering_closed(LingerEnd::Time);
-                    self.close(idx);
-                }
+            // A parked summary is not idle: look again an idle timeout from now.
+            let at = if c.pending.is_some() {
+                now + self.idle_timeout_ms + 1
+            } else {
+                c.expires_at(self.idle_timeout_ms, self.request_timeout_ms)
+            };
+            if at > now {
+                self.sweep_by(at);
                 continue;
             }
-            let idle = now.saturating_sub(c.last_active_ms) > self.idle_timeout_ms;
+            if c.linger.is_some() {
+                METRICS.lingering_closed(LingerEnd::Time);
+                self.close(idx);
+                continue;
+            }
             let slow = c
                 .partial_since_ms
-                .is_some_and(|t| now.saturating_sub(t) > self.request_timeout_ms);
-            if c.pending.is_some() || !(idle || slow) {
-                continue;
-            }
+                .is_some_and(|t| t + self.request_timeout_ms < now);
             if slow && c.wpos == c.wbuf.len() {
                 METRICS.http_error(408);
                 let _ = c.stream.write(&http::error_response(
