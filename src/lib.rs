@@ -12,7 +12,8 @@
 //! `metrics` counts what each part does (relaxed atomics) and renders `GET /metrics`;
 //! `identity` derives the instance id when none is set; `signals` takes SIGTERM for a
 //! draining stop; `pace` spaces the workers' attempts when a backlog drains; `sched`
-//! puts the workers in the batch class.
+//! puts the workers in the batch class and gives the event loop a short CPU slice;
+//! `net` is the TCP-or-unix stream the server and the peer link share.
 #![deny(unsafe_code)]
 
 pub mod cluster;
@@ -26,6 +27,7 @@ pub mod journal;
 pub mod json;
 pub mod ledger;
 pub mod metrics;
+pub mod net;
 pub mod node;
 pub mod pace;
 pub mod payment;

@@ -1,7 +1,7 @@
 //! Blocking TCP / unix-socket streams and listeners behind one type, so the link code
 //! does not care which transport an `Addr` names.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use crate::config::Addr;
 
-pub enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
+/// A peer link's socket (std's, blocking).
+pub type Stream = crate::net::Stream<TcpStream, UnixStream>;
 
 impl Stream {
     pub fn connect(addr: &Addr, timeout: Duration) -> io::Result<Stream> {
@@ -60,27 +58,6 @@ impl Stream {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
         };
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(buf),
-            Stream::Unix(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

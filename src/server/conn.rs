@@ -1,7 +1,7 @@
 //! Sockets and per-connection state of the server: listeners, streams (TCP or unix),
 //! a connection's buffers, and its lingering close.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, ToSocketAddrs};
 use std::time::Instant;
 
@@ -15,10 +15,8 @@ pub(super) enum Listener {
     Unix(UnixListener),
 }
 
-pub(super) enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
+/// A client connection's socket (mio's, non-blocking).
+pub(super) type Stream = crate::net::Stream<TcpStream, UnixStream>;
 
 impl Stream {
     pub fn source(&mut self) -> &mut dyn mio::event::Source {
@@ -34,27 +32,6 @@ impl Stream {
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),
             Stream::Unix(s) => s.shutdown(Shutdown::Write),
         }
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.read(b),
-            Stream::Unix(s) => s.read(b),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(b),
-            Stream::Unix(s) => s.write(b),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
