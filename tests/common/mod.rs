@@ -347,7 +347,7 @@ pub fn wait_linked(backend: &Proc, n: usize, timeout: Duration) {
 }
 
 // ---------------------------------------------------------------------------------
-// Fault injection (tests/faults.rs): a restartable emulator, a keep-alive client, a
+// Fault injection (tests/faults/): a restartable emulator, a keep-alive client, a
 // loopback TCP proxy that counts and cuts, a per-id audit of the processors, RSS.
 
 /// Starts the processor emulator on `127.0.0.1:port` (a restart at the same address).
