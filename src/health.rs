@@ -2,7 +2,7 @@
 //!
 //! The endpoint allows 1 call per 5 s per processor for all callers together, so only
 //! the cluster's health leader polls (every `health_interval`, > 5 s) and shares each
-//! reading with its peers; the others just listen.
+//! reading with its peers; the others just listen, asleep until they lead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,8 @@ pub struct Poller {
     pub router: Arc<Router>,
     pub interval: Duration,
     pub is_leader: Box<dyn Fn() -> bool + Send>,
+    /// Blocks until this instance leads (true), or cannot tell any more (false).
+    pub wait_leadership: Box<dyn Fn() -> bool + Send>,
     pub share: Box<dyn Fn(Processor, Health) + Send>,
 }
 
@@ -25,15 +27,19 @@ impl Poller {
     /// Runs forever on its own thread.
     pub fn run(mut self) {
         loop {
-            if (self.is_leader)() {
-                for p in Processor::ALL {
-                    let reading = self.clients[p.index()].health();
-                    METRICS.health_polled(p, reading.is_some());
-                    if let Some(h) = reading {
-                        self.router
-                            .on_health(p, h.failing, h.min_response_ms, mono_ms());
-                        (self.share)(p, h);
-                    }
+            if !(self.is_leader)() {
+                if !(self.wait_leadership)() {
+                    std::thread::sleep(self.interval);
+                }
+                continue;
+            }
+            for p in Processor::ALL {
+                let reading = self.clients[p.index()].health();
+                METRICS.health_polled(p, reading.is_some());
+                if let Some(h) = reading {
+                    self.router
+                        .on_health(p, h.failing, h.min_response_ms, mono_ms());
+                    (self.share)(p, h);
                 }
             }
             std::thread::sleep(self.interval);

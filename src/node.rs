@@ -127,6 +127,10 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
             let peers = peers.clone();
             move || peers.is_health_leader()
         }),
+        wait_leadership: Box::new({
+            let peers = peers.clone();
+            move || peers.wait_health_leadership()
+        }),
         share: Box::new({
             let peers = peers.clone();
             move |p, h| peers.share_health(p, h.failing, h.min_response_ms)

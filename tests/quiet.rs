@@ -1,7 +1,7 @@
 //! An idle instance sleeps: its event loop wakes for an event (a connection, a request,
-//! a connection's timeout falling due), never on a tick. Counted with the kernel's
-//! voluntary context switches of the loop's thread, the process's main thread: each
-//! wake from `epoll_wait` is one.
+//! a connection's timeout falling due), never on a tick, and a health poller that does
+//! not lead waits for the leadership to change instead of asking every period. Counted
+//! with the kernel's voluntary context switches of the thread: each wake is one.
 
 mod common;
 
@@ -70,4 +70,81 @@ fn an_idle_event_loop_sleeps_until_a_connection_can_expire() {
         "closed after {:?}, before its idle timeout",
         opened.elapsed()
     );
+}
+
+/// The `/proc/<pid>/task/<tid>` directory of `pid`'s thread named `name`.
+fn thread_dir(pid: u32, name: &str) -> std::path::PathBuf {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .filter_map(Result::ok)
+        .map(|t| t.path())
+        .find(|dir| std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == name))
+        .expect("a thread of that name")
+}
+
+/// Voluntary switches so far of the thread in `dir`.
+fn wakeups_of(dir: &std::path::Path) -> u64 {
+    std::fs::read_to_string(dir.join("status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+/// Two linked instances: instance 2 does not lead the health polling, and its health
+/// thread waits (on a futex) until that can change, a link closing, instead of waking
+/// every poll period to ask. When the leader dies, it takes over at once.
+#[test]
+fn a_follower_health_poller_sleeps_until_it_leads() {
+    let (d, f) = processors();
+    let ports = [free_port(), free_port()];
+    let node = |i: usize| {
+        let mut flags = mesh_flags(i, &ports);
+        flags.extend(["--workers", "2", "--health-interval-ms", "5000"].map(String::from));
+        let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+        rinha(&d, &f, &refs)
+    };
+    let leader = node(1);
+    let follower = node(2);
+    for n in [&leader, &follower] {
+        wait_linked(n, 1, Duration::from_secs(20));
+    }
+    let port = follower.port;
+    let polls = || family_sum(&metrics_text(port), "rinha_health_polls_total");
+    // Alone at start, instance 2 may have polled (the emulator queues rate-limited
+    // calls up to 5 s each) and then slept one period (5 s). A poller that sleeps a
+    // period between looks never waits on a futex.
+    let health = thread_dir(follower.child.id(), "health");
+    let end = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(health.join("wchan")).is_ok_and(|w| w.contains("futex")) {
+        assert!(
+            Instant::now() < end,
+            "the follower's health thread never waited for the leadership"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let asleep = wakeups_of(&health);
+    let polled = polls();
+    thread::sleep(Duration::from_millis(6_000));
+    let woke = wakeups_of(&health) - asleep;
+    assert_eq!(
+        woke, 0,
+        "the follower's health thread woke {woke} times in 6 s"
+    );
+    assert_eq!(
+        polls(),
+        polled,
+        "the follower polled while instance 1 leads"
+    );
+
+    drop(leader);
+    let end = Instant::now() + Duration::from_secs(20);
+    while polls() == polled {
+        assert!(
+            Instant::now() < end,
+            "instance 2 never took the polling over"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -433,6 +433,14 @@ impl Peers {
         links.members.first().is_none_or(|&m| m == self.shared.id)
     }
 
+    /// Sleeps while a linked peer is the health leader: only a link closing can make
+    /// this instance the leader, so nothing else wakes it. True once it leads; false
+    /// if the link shut down first.
+    pub fn wait_health_leadership(&self) -> bool {
+        self.shared.sleep_while(None, || !self.is_health_leader());
+        self.is_health_leader()
+    }
+
     /// Starts a summary barrier: every linked peer answers once no payment with
     /// `requestedAt <= to_us` is in flight there (or at `deadline`), after sending every
     /// record it holds. Local in-flight payments are the caller's to wait for.
