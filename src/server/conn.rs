@@ -153,11 +153,6 @@ impl Linger {
             }
         }
     }
-
-    /// When the time bound passes (the idle sweep closes the connection then).
-    pub fn until_ms(&self) -> u64 {
-        self.until_ms
-    }
 }
 
 #[cfg(test)]
@@ -215,9 +210,9 @@ mod tests {
         let mut l = Linger::start(1_000);
         for t in (1_000..1_000 + LINGER_MS).step_by(100) {
             assert_eq!(l.drain(&mut input(1, io::ErrorKind::WouldBlock), t), None);
-            assert!(t < l.until_ms());
+            assert!(t < l.until_ms);
         }
-        assert_eq!(l.until_ms(), 1_000 + LINGER_MS);
+        assert_eq!(l.until_ms, 1_000 + LINGER_MS);
         let mut r = input(1, io::ErrorKind::WouldBlock);
         assert_eq!(l.drain(&mut r, 1_000 + LINGER_MS), Some(LingerEnd::Time));
     }

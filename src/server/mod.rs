@@ -292,6 +292,13 @@ impl Server {
         self.next_sweep = Some(self.next_sweep.map_or(at, |t| t.min(at)));
     }
 
+    /// Makes the loop look at connection `idx` again by the time it can expire.
+    fn sweep_by_expiry(&mut self, idx: usize) {
+        if let Some(c) = self.conns.get(idx).and_then(Option::as_ref) {
+            self.sweep_by(c.expires_at(self.idle_timeout_ms, self.request_timeout_ms));
+        }
+    }
+
     fn accept(&mut self, li: usize) {
         loop {
             let stream = match &self.listeners[li] {
@@ -335,9 +342,8 @@ impl Server {
         self.open += 1;
         METRICS.http_connections_accepted.inc();
         METRICS.http_connections_open.inc();
-        let now = mono_ms();
-        self.conns[idx] = Some(Conn::new(stream, now));
-        self.sweep_by(now + self.idle_timeout_ms + 1);
+        self.conns[idx] = Some(Conn::new(stream, mono_ms()));
+        self.sweep_by_expiry(idx);
     }
 
     fn close(&mut self, idx: usize) {
@@ -403,7 +409,7 @@ impl Server {
             (true, _) => None,
             (false, since) => since.or(Some(conn.last_active_ms)),
         };
-        let partial_since = conn.partial_since_ms;
+        let partial = conn.partial_since_ms.is_some();
         if conn.rbuf.is_empty() && self.open > KEEP_BUFFERS_UP_TO {
             conn.rbuf = Vec::new();
         }
@@ -417,8 +423,8 @@ impl Server {
         if eof {
             conn.closing = true;
         }
-        if let Some(t) = partial_since {
-            self.sweep_by(t + self.request_timeout_ms + 1);
+        if partial {
+            self.sweep_by_expiry(idx);
         }
         self.flush(idx);
     }
@@ -485,9 +491,8 @@ impl Server {
         }
         conn.rbuf = Vec::new();
         conn.partial_since_ms = None;
-        let linger = Linger::start(mono_ms());
-        conn.linger = Some(linger);
-        self.sweep_by(linger.until_ms());
+        conn.linger = Some(Linger::start(mono_ms()));
+        self.sweep_by_expiry(idx);
         self.drain(idx);
     }
 
