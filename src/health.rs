@@ -17,8 +17,8 @@ pub struct Poller {
     pub clients: [Client; 2],
     pub router: Arc<Router>,
     pub interval: Duration,
-    pub is_leader: Box<dyn Fn() -> bool + Send>,
-    /// Blocks until this instance leads (true), or cannot tell any more (false).
+    /// Returns at once if this instance leads, else blocks until it does (true) or
+    /// cannot tell any more (false).
     pub wait_leadership: Box<dyn Fn() -> bool + Send>,
     pub share: Box<dyn Fn(Processor, Health) + Send>,
 }
@@ -27,10 +27,8 @@ impl Poller {
     /// Runs forever on its own thread.
     pub fn run(mut self) {
         loop {
-            if !(self.is_leader)() {
-                if !(self.wait_leadership)() {
-                    std::thread::sleep(self.interval);
-                }
+            if !(self.wait_leadership)() {
+                std::thread::sleep(self.interval);
                 continue;
             }
             for p in Processor::ALL {

@@ -123,10 +123,6 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
         clients: [client(&default), client(&fallback)],
         router: router.clone(),
         interval: cfg.health_interval,
-        is_leader: Box::new({
-            let peers = peers.clone();
-            move || peers.is_health_leader()
-        }),
         wait_leadership: Box::new({
             let peers = peers.clone();
             move || peers.wait_health_leadership()

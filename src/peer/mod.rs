@@ -433,9 +433,9 @@ impl Peers {
         links.members.first().is_none_or(|&m| m == self.shared.id)
     }
 
-    /// Sleeps while a linked peer is the health leader: only a link closing can make
-    /// this instance the leader, so nothing else wakes it. True once it leads; false
-    /// if the link shut down first.
+    /// Sleeps while a linked peer is the health leader (returns at once if this
+    /// instance leads): only a link closing can make it the leader, so nothing else
+    /// wakes it. True once it leads; false if the link shut down first.
     pub fn wait_health_leadership(&self) -> bool {
         self.shared.sleep_while(None, || !self.is_health_leader());
         self.is_health_leader()
