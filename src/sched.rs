@@ -36,16 +36,7 @@ pub fn batch_this_thread() -> io::Result<()> {
 /// Asks the fair scheduler for a `slice`-long time slice for the calling thread (Linux
 /// 6.12+ honours it, clamped to 0.1–100 ms; older kernels accept and ignore it).
 pub fn slice_this_thread(slice: std::time::Duration) -> io::Result<()> {
-    let attr = libc::sched_attr {
-        size: std::mem::size_of::<libc::sched_attr>() as u32,
-        sched_policy: libc::SCHED_OTHER as u32,
-        sched_flags: 0,
-        sched_nice: 0,
-        sched_priority: 0,
-        sched_runtime: u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX),
-        sched_deadline: 0,
-        sched_period: 0,
-    };
+    let attr = fair_attr(u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX));
     // SAFETY: pid 0 names the calling thread; `attr` is initialised, its `size` field
     // is its size, and it lives across the call; the kernel only reads it.
     let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr, 0u32) };
@@ -53,6 +44,20 @@ pub fn slice_this_thread(slice: std::time::Duration) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// A `sched_attr` for a fair (`SCHED_OTHER`) thread with a slice of `runtime_ns`.
+fn fair_attr(runtime_ns: u64) -> libc::sched_attr {
+    libc::sched_attr {
+        size: std::mem::size_of::<libc::sched_attr>() as u32,
+        sched_policy: libc::SCHED_OTHER as u32,
+        sched_flags: 0,
+        sched_nice: 0,
+        sched_priority: 0,
+        sched_runtime: runtime_ns,
+        sched_deadline: 0,
+        sched_period: 0,
     }
 }
 
@@ -67,17 +72,8 @@ mod tests {
 
     /// The calling thread's custom slice in ns as the kernel reports it (0: none).
     fn slice_ns() -> u64 {
-        let mut attr = libc::sched_attr {
-            size: 0,
-            sched_policy: 0,
-            sched_flags: 0,
-            sched_nice: 0,
-            sched_priority: 0,
-            sched_runtime: 0,
-            sched_deadline: 0,
-            sched_period: 0,
-        };
-        let size = std::mem::size_of::<libc::sched_attr>() as u32;
+        let mut attr = fair_attr(0);
+        let size = attr.size;
         // SAFETY: `attr` is a writable sched_attr of `size` bytes for the call.
         let rc = unsafe { libc::syscall(libc::SYS_sched_getattr, 0, &mut attr, size, 0u32) };
         assert_eq!(rc, 0, "{}", io::Error::last_os_error());

@@ -110,8 +110,7 @@ impl Journal {
     /// A payment journaled as accepted was refused after all (queue full).
     pub fn cancelled(&self, id: &CorrelationId) {
         let mut b = Vec::with_capacity(17);
-        b.push(CANCELLED);
-        b.extend_from_slice(&id.0);
+        encode_cancelled(&mut b, id);
         self.append(&self.accepts, &b);
     }
 
@@ -143,6 +142,11 @@ fn encode_accepted(out: &mut Vec<u8>, p: &Payment) {
     out.push(ACCEPTED);
     out.extend_from_slice(&p.id.0);
     out.extend_from_slice(&p.cents.to_le_bytes());
+}
+
+fn encode_cancelled(out: &mut Vec<u8>, id: &CorrelationId) {
+    out.push(CANCELLED);
+    out.extend_from_slice(&id.0);
 }
 
 fn encode_attempt(out: &mut Vec<u8>, id: &CorrelationId, proc: Processor) {
@@ -306,8 +310,7 @@ mod tests {
         encode_accepted(&mut b, &pay(2));
         encode_accepted(&mut b, &pay(3));
         encode_accepted(&mut b, &pay(4));
-        b.push(CANCELLED);
-        b.extend_from_slice(&pay(4).id.0);
+        encode_cancelled(&mut b, &pay(4).id);
         encode_attempt(&mut b, &pay(2).id, Processor::Default);
         encode_attempt(&mut b, &pay(2).id, Processor::Fallback);
         encode_attempt(&mut b, &pay(3).id, Processor::Default);
@@ -449,8 +452,7 @@ mod tests {
         let mut accepts = Vec::new();
         encode_accepted(&mut accepts, &pay(1));
         encode_accepted(&mut accepts, &pay(2));
-        accepts.push(CANCELLED);
-        accepts.extend_from_slice(&pay(2).id.0);
+        encode_cancelled(&mut accepts, &pay(2).id);
         encode_accepted(&mut accepts, &pay(2));
         encode_accepted(&mut accepts, &pay(3));
         accepts.truncate(accepts.len() - 3);
