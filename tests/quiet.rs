@@ -12,15 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Times the event loop of `pid` went to sleep and was woken, so far.
+/// Times the event loop of `pid` (its main thread) went to sleep and was woken, so far.
 fn loop_wakeups(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status"))
-        .expect("read the main thread's status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("voluntary_ctxt_switches in /proc status")
+    wakeups_of(std::path::Path::new(&format!("/proc/{pid}/task/{pid}")))
 }
 
 /// Wakes of the loop during `window`, nothing sent to it meanwhile.
@@ -124,19 +118,29 @@ fn a_follower_health_poller_sleeps_until_it_leads() {
         );
         thread::sleep(Duration::from_millis(50));
     }
-    let asleep = wakeups_of(&health);
-    let polled = polls();
-    thread::sleep(Duration::from_millis(6_000));
-    let woke = wakeups_of(&health) - asleep;
-    assert_eq!(
-        woke, 0,
-        "the follower's health thread woke {woke} times in 6 s"
-    );
-    assert_eq!(
-        polls(),
-        polled,
-        "the follower polled while instance 1 leads"
-    );
+    // A link still settling (a duplicate link between the pair closed after the first
+    // was counted) is an event and may wake it once: up to 3 windows, one must be quiet.
+    // A poller asking every 5 s wakes in each.
+    let mut windows = Vec::new();
+    let polled = loop {
+        let asleep = wakeups_of(&health);
+        let polled = polls();
+        thread::sleep(Duration::from_millis(6_000));
+        let woke = wakeups_of(&health) - asleep;
+        assert_eq!(
+            polls(),
+            polled,
+            "the follower polled while instance 1 leads"
+        );
+        windows.push(woke);
+        if woke == 0 {
+            break polled;
+        }
+        assert!(
+            windows.len() < 3,
+            "the follower's health thread woke in every 6 s window: {windows:?}"
+        );
+    };
 
     drop(leader);
     let end = Instant::now() + Duration::from_secs(20);
