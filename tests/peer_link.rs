@@ -30,7 +30,12 @@ impl PeerEvents for Events {
         if self.refuse_forwards.load(Ordering::SeqCst) {
             return false;
         }
-        self.forwarded.lock().unwrap().push(p);
+        // Like the intake, ignore an id already taken: a forward racing a new link's
+        // registration is sent twice on it (once by `forward`, once by the resend).
+        let mut taken = self.forwarded.lock().unwrap();
+        if !taken.iter().any(|q| q.id == p.id) {
+            taken.push(p);
+        }
         true
     }
     fn on_purge(&self) {

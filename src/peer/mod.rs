@@ -90,9 +90,17 @@ pub(crate) struct Shared {
     /// Forwards handed to a link, by id, with their owner, until the owner's record
     /// of them arrives here: a link that breaks may have lost them in flight, so they
     /// are sent again when the owner links again (it ignores what it already has).
-    forwarded: Mutex<HashMap<CorrelationId, (u32, Forwarded)>>,
+    forwarded: Mutex<HashMap<CorrelationId, Pending>>,
     /// Handshake refusals that retrying cannot fix (see `conflict`).
     conflicts: conflict::Conflicts,
+}
+
+/// A forward handed to a link and not yet recorded here.
+struct Pending {
+    owner: u32,
+    /// The link (`Conn::id`) it was last handed to: a link is not given it twice.
+    conn: u64,
+    f: Forwarded,
 }
 
 /// Prune `Shared::forwarded` of recorded payments every this many forwards.
@@ -227,13 +235,17 @@ impl Shared {
         lock(&self.forwarded).remove(id);
     }
 
-    /// Sends `owner`'s unrecorded forwards again on its new link.
+    /// Sends `owner`'s unrecorded forwards again on its new link (those `forward`
+    /// already handed to that link once it was registered are not sent twice).
     fn resend_forwards(&self, owner: u32, c: &Conn) {
         let mut pending = lock(&self.forwarded);
         pending.retain(|id, _| !self.ledger.contains(id));
-        let again = pending.values().filter(|(o, _)| *o == owner).count();
-        for (_, f) in pending.values().filter(|(o, _)| *o == owner) {
-            c.push_forward(*f);
+        let mut again = 0;
+        for p in pending.values_mut() {
+            if p.owner == owner && p.conn != c.id && c.push_forward(p.f) {
+                p.conn = c.id;
+                again += 1;
+            }
         }
         if again > 0 {
             eprintln!("peer: {again} forwards sent again to instance {owner}");
@@ -409,7 +421,14 @@ impl Peers {
         if !c.push_forward(f) {
             return false;
         }
-        pending.insert(p.id, (owner, f));
+        pending.insert(
+            p.id,
+            Pending {
+                owner,
+                conn: c.id,
+                f,
+            },
+        );
         if pending.len().is_multiple_of(PRUNE_FORWARDED_EVERY) {
             pending.retain(|id, _| !self.shared.ledger.contains(id));
         }

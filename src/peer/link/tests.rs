@@ -131,3 +131,51 @@ fn reader_splits_pipelined_and_fragmented_frames() {
         assert_eq!(rd.next(&mut whole).unwrap(), Frame::Purge { epoch: i });
     }
 }
+
+fn conn(id: u64, peer: u32) -> Arc<Conn> {
+    Arc::new(Conn {
+        id,
+        peer,
+        outbound: true,
+        stream: pair().0,
+        out: Mutex::default(),
+        cv: Condvar::new(),
+        closed: AtomicBool::new(false),
+        sent: AtomicU64::new(u64::MAX),
+    })
+}
+
+fn queued(c: &Conn) -> usize {
+    lock(&c.out).forwards.len()
+}
+
+#[test]
+fn a_forward_is_resent_once_per_new_link_and_never_to_its_own() {
+    let s = test_shared(1, "tok");
+    let f = Forwarded {
+        id: crate::payment::CorrelationId([7; 16]),
+        cents: 100,
+        age_ms: 0,
+    };
+    let (first, second) = (conn(10, 2), conn(11, 2));
+    lock(&s.forwarded).insert(
+        f.id,
+        crate::peer::Pending {
+            owner: 2,
+            conn: first.id,
+            f,
+        },
+    );
+    // `forward` handed it to `first` after it was registered, before its resend ran.
+    s.resend_forwards(2, &first);
+    assert_eq!(queued(&first), 0);
+    s.resend_forwards(2, &second);
+    s.resend_forwards(2, &second);
+    assert_eq!(queued(&second), 1);
+    s.resend_forwards(3, &conn(12, 3));
+    assert_eq!(
+        lock(&s.forwarded).len(),
+        1,
+        "kept until the owner's record arrives"
+    );
+}
