@@ -3,10 +3,10 @@
 use std::io::{self, Read};
 
 use super::super::codec::{self, Forwarded, Frame, FrameError, LogPos};
-use super::super::net::Stream;
+use super::super::net::{Input, Stream};
 use super::super::{lock, RecvState, Shared};
 use super::handshake::Hello;
-use super::Conn;
+use super::{Conn, SILENCE};
 use crate::metrics::METRICS;
 use crate::payment::{Payment, Record};
 
@@ -206,8 +206,12 @@ fn dispatch(s: &Shared, c: &Conn, f: Frame) -> Result<(), String> {
 }
 
 pub(super) fn read_loop(s: &Shared, c: &Conn, stream: &mut Stream, rd: &mut FrameReader) -> String {
+    let mut input = Input {
+        stream,
+        silence: SILENCE,
+    };
     loop {
-        let f = match rd.next(stream) {
+        let f = match rd.next(&mut input) {
             Ok(f) => f,
             Err(_) if c.is_closed() => return String::new(),
             Err(e) => return e.to_string(),
