@@ -1,6 +1,7 @@
 //! Duplicates and the cluster: 422 duplicates, the health leader, the peer link cut
 //! and healed, an instance killed mid-stream (with its journal).
 
+use super::common::proxy::*;
 use super::*;
 
 fn mesh(d: u16, f: u16, n: usize, extra: &[&str], journals: &[String]) -> (Vec<Proc>, Vec<u16>) {

@@ -1,6 +1,7 @@
 //! Processor faults: storms of 500s, 429s, a processor killed and restarted, a
 //! connection cut mid-exchange, answers slower than the client timeout.
 
+use super::common::proxy::*;
 use super::*;
 
 /// Default fails on and off every 300 ms (once together with fallback) while 600
