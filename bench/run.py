@@ -469,8 +469,14 @@ def record(fig, meta, out):
     row = (f"| {meta['started'][:16].replace('T', ' ')} | {meta['commit']} | {meta['scenario']} | {fig['p99']} | "
            f"{fig['total_liquido']:,.2f} | {fig['default']}/{fig['fallback']} | {fig['inconsistencies']} | {fig['lag']} | "
            f"{fig['stack_cpu_seconds']} | {fig['stack_peak_mem_mb']} MB | {cost_cells(fig)} | [svg](timelines/{svg_name}) |\n")
-    with open(os.path.join(BENCH, "RESULTS.md"), "a") as f:
-        f.write(row)
+    # After the last recorded row, so that notes written below the table stay below it.
+    path = os.path.join(BENCH, "RESULTS.md")
+    with open(path) as f:
+        lines = f.readlines()
+    last = max((i for i, line in enumerate(lines) if line.startswith("| 20")), default=len(lines) - 1)
+    lines.insert(last + 1, row)
+    with open(path, "w") as f:
+        f.writelines(lines)
 
 
 def main(argv=None):
