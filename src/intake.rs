@@ -12,7 +12,7 @@
 //! cold stacks and connections.)
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::Thread;
 
@@ -39,6 +39,8 @@ pub struct Intake {
     pacer: Arc<Pacer>,
     seen: Mutex<HashSet<CorrelationId>>,
     journal: Option<Arc<Journal>>,
+    /// Payments queued whose worker is not woken yet (`submit_unwoken`).
+    unwoken: AtomicUsize,
 }
 
 /// One worker's wait: its thread, and whether a payment was handed to it.
@@ -60,13 +62,14 @@ impl Idle {
         self.stack.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes the worker that went idle last, if any is idle.
-    fn wake_one(&self) {
+    /// Wakes the worker that went idle last; false if none is idle.
+    fn wake_one(&self) -> bool {
         // The guard lives to the end of the statement: `hand` runs under the lock.
         let w = self.lock().pop().inspect(Self::hand);
-        if let Some(w) = w {
+        if let Some(w) = &w {
             w.thread.unpark();
         }
+        w.is_some()
     }
 
     fn wake_all(&self) {
@@ -155,6 +158,7 @@ impl Intake {
             pacer,
             seen,
             journal,
+            unwoken: AtomicUsize::new(0),
         }
     }
 
@@ -167,7 +171,17 @@ impl Intake {
         }
     }
 
+    /// Queues a new payment and wakes a worker for it.
     pub fn submit(&self, p: Payment) -> Result<Accepted, QueueFull> {
+        let r = self.submit_unwoken(p);
+        self.wake_deferred();
+        r
+    }
+
+    /// Queues a new payment; its worker is woken by the next `wake_deferred`. The event
+    /// loop calls that once its answers are written, so that the hand-off (a futex
+    /// wake, often an interrupt to the other CPU) is not on the 202's path.
+    pub fn submit_unwoken(&self, p: Payment) -> Result<Accepted, QueueFull> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.contains(&p.id) {
             return Ok(Accepted::Duplicate);
@@ -180,7 +194,7 @@ impl Intake {
             Ok(()) => {
                 seen.insert(p.id);
                 drop(seen);
-                self.idle.wake_one();
+                self.unwoken.fetch_add(1, Ordering::Relaxed);
                 self.pacer.arrived();
                 Ok(Accepted::New)
             }
@@ -189,6 +203,15 @@ impl Intake {
                     j.cancelled(&p.id);
                 }
                 Err(QueueFull)
+            }
+        }
+    }
+
+    /// Wakes one idle worker per payment queued by `submit_unwoken` since the last call.
+    pub fn wake_deferred(&self) {
+        for _ in 0..self.unwoken.swap(0, Ordering::Relaxed) {
+            if !self.idle.wake_one() {
+                break;
             }
         }
     }
@@ -302,6 +325,40 @@ mod tests {
         let mut rest: Vec<u8> = done_rx.try_iter().map(|(_, n)| n).collect();
         rest.sort();
         assert_eq!(rest, vec![11, 12], "queued payments are still taken");
+    }
+
+    /// The event loop's hand-off: payments queued unwoken wait in the queue (the idle
+    /// workers stay on the stack) until `wake_deferred`, which wakes one per payment.
+    #[test]
+    fn unwoken_payments_wake_their_workers_at_wake_deferred() {
+        let intake = Intake::new(16, None, Arc::new(Pacer::new(0, 1)));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut threads = Vec::new();
+        for w in 0..3 {
+            let mut out = intake.outlet();
+            let done = done_tx.clone();
+            threads.push(std::thread::spawn(move || {
+                while let Some(p) = out.next_payment() {
+                    done.send((w, p.id.0[0])).unwrap();
+                }
+            }));
+            until("the worker waits", || idle_workers(&intake) == w + 1);
+        }
+        assert_eq!(intake.submit_unwoken(pay(1)), Ok(Accepted::New));
+        assert_eq!(intake.submit_unwoken(pay(2)), Ok(Accepted::New));
+        assert_eq!((idle_workers(&intake), intake.queued()), (3, 2));
+        intake.wake_deferred();
+        let mut got: Vec<_> = (0..2).map(|_| done_rx.recv().unwrap()).collect();
+        got.sort();
+        assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(got.iter().all(|g| g.0 != 0), "the two idle last were woken");
+        until("both wait again", || idle_workers(&intake) == 3);
+        intake.wake_deferred();
+        assert_eq!(idle_workers(&intake), 3, "nothing left to wake for");
+        drop(intake);
+        for t in threads {
+            t.join().unwrap();
+        }
     }
 
     /// Two senders and eight workers hand 40,000 payments over as fast as they can: a

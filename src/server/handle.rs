@@ -61,7 +61,9 @@ fn drive(
 /// `input` holds into `out` and returns the bytes consumed. A summary that would
 /// park is left unanswered.
 pub fn answer(app: &App, limits: &Limits, input: &[u8], out: &mut Vec<u8>) -> usize {
-    drive(input, limits, app, out, &mut None, &mut false)
+    let n = drive(input, limits, app, out, &mut None, &mut false);
+    app.intake.wake_deferred();
+    n
 }
 
 fn bad(out: &mut Vec<u8>, status: u16, reason: &str) {
@@ -115,7 +117,7 @@ fn payment(req: &Request<'_>, app: &App, out: &mut Vec<u8>) {
         out.extend_from_slice(http::ACCEPTED);
         return;
     }
-    match app.intake.submit(p) {
+    match app.intake.submit_unwoken(p) {
         Ok(new) => {
             if new == Accepted::Duplicate {
                 METRICS.payments_duplicate.inc();

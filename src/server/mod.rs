@@ -252,6 +252,7 @@ impl Server {
                     self.serve(t - self.listeners.len(), closed);
                 }
             }
+            self.app.intake.wake_deferred();
             if any_pending {
                 self.answer_pending();
             }
