@@ -294,11 +294,14 @@ mod tests {
         }
     }
 
-    /// Three workers go idle one after the other; ten payments, each sent once the
-    /// last was taken and its worker idle again, are all taken by the last one.
-    #[test]
-    fn the_worker_idle_last_is_woken_first_and_all_leave_when_the_intake_goes() {
-        let intake = Intake::new(16, None, Arc::new(Pacer::new(0, 1)));
+    /// Three workers that go idle one after the other (0 first); each reports
+    /// (worker, first id byte) of every payment it takes.
+    fn three_idle_workers(
+        intake: &Intake,
+    ) -> (
+        Vec<std::thread::JoinHandle<()>>,
+        std::sync::mpsc::Receiver<(usize, u8)>,
+    ) {
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let mut threads = Vec::new();
         for w in 0..3 {
@@ -309,8 +312,17 @@ mod tests {
                     done.send((w, p.id.0[0])).unwrap();
                 }
             }));
-            until("the worker waits", || idle_workers(&intake) == w + 1);
+            until("the worker waits", || idle_workers(intake) == w + 1);
         }
+        (threads, done_rx)
+    }
+
+    /// Three workers go idle one after the other; ten payments, each sent once the
+    /// last was taken and its worker idle again, are all taken by the last one.
+    #[test]
+    fn the_worker_idle_last_is_woken_first_and_all_leave_when_the_intake_goes() {
+        let intake = Intake::new(16, None, Arc::new(Pacer::new(0, 1)));
+        let (threads, done_rx) = three_idle_workers(&intake);
         for n in 1..=10 {
             assert_eq!(intake.submit(pay(n)), Ok(Accepted::New));
             assert_eq!(done_rx.recv().unwrap(), (2, n));
@@ -332,25 +344,15 @@ mod tests {
     #[test]
     fn unwoken_payments_wake_their_workers_at_wake_deferred() {
         let intake = Intake::new(16, None, Arc::new(Pacer::new(0, 1)));
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let mut threads = Vec::new();
-        for w in 0..3 {
-            let mut out = intake.outlet();
-            let done = done_tx.clone();
-            threads.push(std::thread::spawn(move || {
-                while let Some(p) = out.next_payment() {
-                    done.send((w, p.id.0[0])).unwrap();
-                }
-            }));
-            until("the worker waits", || idle_workers(&intake) == w + 1);
-        }
+        let (threads, done_rx) = three_idle_workers(&intake);
         assert_eq!(intake.submit_unwoken(pay(1)), Ok(Accepted::New));
         assert_eq!(intake.submit_unwoken(pay(2)), Ok(Accepted::New));
         assert_eq!((idle_workers(&intake), intake.queued()), (3, 2));
         intake.wake_deferred();
-        let mut got: Vec<_> = (0..2).map(|_| done_rx.recv().unwrap()).collect();
-        got.sort();
-        assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), vec![1, 2]);
+        let got: Vec<_> = (0..2).map(|_| done_rx.recv().unwrap()).collect();
+        let mut ids: Vec<u8> = got.iter().map(|g| g.1).collect();
+        ids.sort();
+        assert_eq!(ids, vec![1, 2]);
         assert!(got.iter().all(|g| g.0 != 0), "the two idle last were woken");
         until("both wait again", || idle_workers(&intake) == 3);
         intake.wake_deferred();
