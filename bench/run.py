@@ -31,7 +31,7 @@ except ImportError:
     sys.exit("run.py: PyYAML missing; run bench/setup.sh first")
 
 sys.path.insert(0, BENCH)
-from lib import cgroups, cost, procs, stack, verify  # noqa: E402
+from lib import cgroups, cost, procs, stack, tail, verify  # noqa: E402
 from lib.httpc import Client  # noqa: E402
 from lib.meters import Meter  # noqa: E402
 from lib.sampler import Sampler  # noqa: E402
@@ -67,6 +67,9 @@ def parse_args(argv):
                    help="keep N cores busy (busy-loop processes) while k6 runs: p99 on a shared machine")
     p.add_argument("--watch", action="append", default=[], metavar="NAME=PID",
                    help="also meter a process this runner did not start (and its children), e.g. with --no-backend")
+    p.add_argument("--tail", action="store_true",
+                   help="nginx logs each request's timing (buffered; a few %% more nginx CPU) and the run tells how much "
+                        "of k6's p99 tail was inside nginx and the instances (tail.json)")
     p.add_argument("--compose", default=os.path.join(REPO, "docker-compose.yml"))
     p.add_argument("--nginx-conf", default=os.path.join(REPO, "nginx.conf"))
     p.add_argument("--rinha-bin", default=os.path.join(REPO, "target", "release", "rinha"))
@@ -187,7 +190,9 @@ class Run:
         for svc in [s for s in services if s.kind == "nginx"]:
             prefix = os.path.join(self.tmp, "nginx")
             os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
-            conf = stack.nginx_conf(self.args.nginx_conf, os.path.join(prefix, "nginx.conf"), self.sock_dir)
+            access_log = os.path.join(self.out, "nginx-access.log") if self.args.tail else None
+            conf = stack.nginx_conf(self.args.nginx_conf, os.path.join(prefix, "nginx.conf"), self.sock_dir,
+                                    tail.nginx_directives(access_log) if access_log else None)
             if self.lb != 9999:
                 with open(conf) as f:
                     text = f.read().replace("listen 9999", f"listen {self.lb}")
@@ -519,6 +524,10 @@ def main(argv=None):
     report.build(run.out)
     compress_csv(run.out)
     print_figures(fig, meta, run.out)
+    access_log = os.path.join(run.out, "nginx-access.log")
+    if args.tail and os.path.exists(access_log):  # complete: nginx stopped in run.close()
+        print(tail.line(tail.run(os.path.join(run.out, "k6-metrics.csv.gz"), access_log,
+                                 os.path.join(run.out, "tail.json"))))
     bad = failures(fig, meta)
     for b in bad:
         print(f"run.py: FAIL: {b}" if strict else f"run.py: note: {b}")

@@ -72,11 +72,16 @@ def adapt(value, sock_dir, ports):
     return value.replace(SOCKET_DIR, sock_dir.rstrip("/") + "/")
 
 
-def nginx_conf(src_path, dst_path, sock_dir):
-    """Copies nginx.conf with socket paths moved; drops pid/daemon/user, which the runner sets with -g."""
+def nginx_conf(src_path, dst_path, sock_dir, access_log=None):
+    """Copies nginx.conf with socket paths moved; drops pid/daemon/user, which the runner sets with -g.
+    `access_log`: directives that replace `access_log off;` (bench/lib/tail.py)."""
     with open(src_path) as f:
         text = f.read()
     text = text.replace(SOCKET_DIR, sock_dir.rstrip("/") + "/")
+    if access_log is not None:
+        if not re.search(r"(?m)^\s*access_log off;", text):
+            raise RuntimeError(f"--tail: no 'access_log off;' line to replace in {src_path}")
+        text = re.sub(r"(?m)^(\s*)access_log off;", lambda m: m.group(1) + access_log, text, count=1)
     text = re.sub(r"(?m)^\s*(pid|daemon|user)\s+[^;]*;", "", text)
     with open(dst_path, "w") as f:
         f.write(text)
