@@ -4,7 +4,11 @@
 Reads `perf sched timehist` output (one line per context switch: time, CPU, task, wait
 time, scheduling delay, run time) and, for the threads given by tid, prints their
 scheduling delay (time from wake-up to running) as percentiles, then which tasks ran on
-that CPU while they waited longer than --min-ms: the tasks that delayed them.
+the machine's CPUs while they waited longer than --min-ms. Every CPU, not only the one
+each ran on at last: a woken thread may wait on one CPU's queue and then be moved to
+another, and timehist does not say which queue it waited on. A SCHED_IDLE task in that
+list was not in the way (any waking thread preempts it) but on a CPU the waiting thread
+was not queued on.
 
     perf sched record -a -o sched.data -- sleep 40      # during a bench run
     perf sched timehist -i sched.data > timehist.txt
@@ -68,13 +72,13 @@ def main(argv):
         for r in (r for r in mine if r[5] > a.min_ms):
             ran_from = r[0] - r[6] / 1000
             waited_from = ran_from - r[5] / 1000
-            for o in by_cpu[r[1]]:
+            for o in (o for rows_of_cpu in by_cpu.values() for o in rows_of_cpu):
                 overlap = min(o[0], ran_from) - max(o[0] - o[6] / 1000, waited_from)
                 if overlap > 0 and o[3] not in targets:
                     blame[SUFFIX.sub("", o[2]) or o[2]] += overlap * 1000
                     total += overlap * 1000
     if total:
-        print(f"ran on their CPU while they waited > {a.min_ms} ms ({total:.1f} ms in all):")
+        print(f"ran on the CPUs while they waited > {a.min_ms} ms ({total:.1f} CPU-ms in all):")
         for who, ms in blame.most_common(12):
             print(f"  {who:<20} {ms:7.1f} ms  {100 * ms / total:4.0f} %")
     return 0

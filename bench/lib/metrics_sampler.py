@@ -7,6 +7,7 @@ import threading
 import time
 
 from .httpc import Client
+from .sampler import run_when_idle
 
 
 def parse(text):
@@ -33,6 +34,7 @@ class MetricsSampler(threading.Thread):
         self.cpu_s = 0.0  # this thread's own CPU time: what the sampling costs
 
     def run(self):
+        run_when_idle()
         t_cpu = time.thread_time()
         with gzip.open(self.out_path, "at") as out:
             next_t = time.time()
