@@ -13,6 +13,7 @@ was not queued on.
     perf sched record -a -o sched.data -- sleep 40      # during a bench run
     perf sched timehist -i sched.data > timehist.txt
     bench/sched_blame.py timehist.txt nginx=TID loop1=TID loop2=TID
+    bench/sched_blame.py --self-test
 
 Tids: `pids` in the run's results names each service's pid; an instance's event loop is
 its main thread (tid = pid), nginx's worker is the child of the pid listed.
@@ -42,45 +43,70 @@ def quantile(sorted_values, q):
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
 
 
+def blame(rows, targets, min_ms):
+    """Per target tid: its scheduling delays (sorted ms); and CPU-ms per task name that
+    ran on any CPU while a target waited more than `min_ms`."""
+    delays = {tid: sorted(r[5] for r in rows if r[3] == tid) for tid in targets}
+    who = collections.Counter()
+    for r in rows:
+        if r[3] not in targets or r[5] <= min_ms:
+            continue
+        ran_from = r[0] - r[6] / 1000
+        waited_from = ran_from - r[5] / 1000
+        for o in rows:
+            overlap = min(o[0], ran_from) - max(o[0] - o[6] / 1000, waited_from)
+            if overlap > 0 and o[3] not in targets:
+                who[SUFFIX.sub("", o[2]) or o[2]] += overlap * 1000
+    return delays, who
+
+
+def self_test():
+    lines = [
+        "    10.000000 [0000]  nginx[7]     0.000  0.000  0.100",
+        "    10.004000 [0000]  k6[30/28]    0.000  0.000  3.000",   # ran 10.001-10.004
+        "    10.004000 [0001]  python[41]   0.000  0.000  1.000",   # ran 10.003-10.004
+        "    10.004100 [0001]  worker-17[50/49]  0.000  0.000  0.050",  # after the wait
+        "    10.005000 [0000]  nginx[7]     2.000  2.000  1.000",   # waited 10.002-10.004
+        "    10.005000 [0000]  <idle>       0.000  0.000  0.900",
+        "garbage",
+    ]
+    rows = parse(lines)
+    assert len(rows) == 5 and rows[1][2:4] == ("k6", 30), rows
+    delays, who = blame(rows, {7}, 0.5)
+    assert delays == {7: [0.0, 2.0]}, delays
+    assert {k: round(v, 3) for k, v in who.items()} == {"k6": 2.0, "python": 1.0}, who
+    print("sched_blame.py: self-test ok")
+
+
 def main(argv):
+    if argv == ["--self-test"]:
+        self_test()
+        return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("timehist")
     p.add_argument("threads", nargs="+", metavar="NAME=TID")
     p.add_argument("--min-ms", type=float, default=0.5, help="waits longer than this are blamed")
     a = p.parse_args(argv)
-    with open(a.timehist) as f:
-        rows = parse(f)
-    by_cpu = collections.defaultdict(list)
-    for r in rows:
-        by_cpu[r[1]].append(r)
-    blame, total = collections.Counter(), 0.0
     targets = {}
     for spec in a.threads:
         name, _, tid = spec.partition("=")
         if not tid.isdigit():
             sys.exit(f"sched_blame.py: {spec!r}: expected NAME=TID")
         targets[int(tid)] = name
+    with open(a.timehist) as f:
+        delays, who = blame(parse(f), targets, a.min_ms)
     for tid, name in targets.items():
-        mine = [r for r in rows if r[3] == tid]
-        delays = sorted(r[5] for r in mine)
-        if not delays:
+        d = delays[tid]
+        if not d:
             print(f"{name}: no switches of tid {tid}")
             continue
-        print(f"{name}: {len(delays)} runs, scheduling delay p50 {quantile(delays, .5):.3f} p99 "
-              f"{quantile(delays, .99):.3f} p99.9 {quantile(delays, .999):.3f} max {delays[-1]:.3f} ms; "
-              f"> 1 ms: {sum(1 for d in delays if d > 1)}")
-        for r in (r for r in mine if r[5] > a.min_ms):
-            ran_from = r[0] - r[6] / 1000
-            waited_from = ran_from - r[5] / 1000
-            for o in (o for rows_of_cpu in by_cpu.values() for o in rows_of_cpu):
-                overlap = min(o[0], ran_from) - max(o[0] - o[6] / 1000, waited_from)
-                if overlap > 0 and o[3] not in targets:
-                    blame[SUFFIX.sub("", o[2]) or o[2]] += overlap * 1000
-                    total += overlap * 1000
+        print(f"{name}: {len(d)} runs, scheduling delay p50 {quantile(d, .5):.3f} p99 {quantile(d, .99):.3f} "
+              f"p99.9 {quantile(d, .999):.3f} max {d[-1]:.3f} ms; > 1 ms: {sum(1 for x in d if x > 1)}")
+    total = sum(who.values())
     if total:
         print(f"ran on the CPUs while they waited > {a.min_ms} ms ({total:.1f} CPU-ms in all):")
-        for who, ms in blame.most_common(12):
-            print(f"  {who:<20} {ms:7.1f} ms  {100 * ms / total:4.0f} %")
+        for task, ms in who.most_common(12):
+            print(f"  {task:<20} {ms:7.1f} ms  {100 * ms / total:4.0f} %")
     return 0
 
 
