@@ -312,11 +312,12 @@ class Run:
             if not name or not pid.isdigit():
                 raise RuntimeError(f"--watch {spec!r}: expected NAME=PID")
             self.meters[name] = Meter(name, pid=int(pid))
+        when_idle = self.args.noise < (os.cpu_count() or 1)  # SCHED_IDLE unless every CPU is kept busy
         self.sampler = Sampler(os.path.join(self.out, "samples.jsonl"), self.health,
                                {"default": f"http://127.0.0.1:{self.pp_default}", "fallback": f"http://127.0.0.1:{self.pp_fallback}"},
-                               self.meters, token=TOKEN, detailed=cost.is_stack)
+                               self.meters, token=TOKEN, detailed=cost.is_stack, when_idle=when_idle)
         self.sampler.start()
-        self.metrics = MetricsSampler(os.path.join(self.out, "metrics.jsonl.gz"), self.health)
+        self.metrics = MetricsSampler(os.path.join(self.out, "metrics.jsonl.gz"), self.health, when_idle=when_idle)
         self.metrics.start()
         print(f"run.py: k6 {self.cfg['script']} ({self.cfg['duration_s']} s, {self.cfg['vus']} VUs) -> {self.out}", flush=True)
         meta["k6_exit"] = self.run_k6()

@@ -25,16 +25,17 @@ def parse(text):
 
 
 class MetricsSampler(threading.Thread):
-    def __init__(self, out_path, instances, period_s=1.0):
+    def __init__(self, out_path, instances, period_s=1.0, when_idle=True):
         """`instances`: name -> base of an instance ('unix:/…sock' or 'http://…')."""
         super().__init__(name="metrics-sampler", daemon=True)
         self.out_path, self.period_s = out_path, period_s
         self.clients = {n: Client(b, timeout=0.5) for n, b in instances.items()}
         self.stop_event = threading.Event()
         self.cpu_s = 0.0  # this thread's own CPU time: what the sampling costs
+        self.when_idle = when_idle
 
     def run(self):
-        run_when_idle()
+        run_when_idle(self.when_idle)
         t_cpu = time.thread_time()
         with gzip.open(self.out_path, "at") as out:
             next_t = time.time()

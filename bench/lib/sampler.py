@@ -20,12 +20,15 @@ from .httpc import Client
 ALL_TIME = "from=2000-01-01T00:00:00.000Z&to=2100-01-01T00:00:00.000Z"
 
 
-def run_when_idle():
+def run_when_idle(enabled=True):
     """Moves the calling thread to SCHED_IDLE: it gets a CPU only when nothing else wants
     one, so its once-a-second burst of /proc reads never delays nginx, an instance or k6
-    (`bench/sched_blame.py` found it running in 13 % of the time those threads waited to
-    run). The machine is mostly idle, so it still samples every second; each record's
-    time is taken when it is read. Without the right or the policy: unchanged."""
+    (`bench/sched_blame.py` found the bench's Python running in 11 % of the time those
+    threads waited to run). The machine is mostly idle, so it still samples every
+    second; each record's time is taken when it is read. Not `enabled` when `--noise`
+    keeps every CPU busy (it would starve). Without the right or the policy: unchanged."""
+    if not enabled:
+        return
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
@@ -34,7 +37,7 @@ def run_when_idle():
 
 class Sampler(threading.Thread):
     def __init__(self, out_path, health, processors, meters, token="123", period_s=1.0,
-                 detailed=lambda name: True, coarse_every=10):
+                 detailed=lambda name: True, coarse_every=10, when_idle=True):
         """`health`: name -> base of an instance ('unix:/…sock'); `processors`: name -> base URL;
         `meters`: service name -> meters.Meter."""
         super().__init__(name="sampler", daemon=True)
@@ -43,6 +46,7 @@ class Sampler(threading.Thread):
         self.processors = {n: Client(b, timeout=0.5, headers={"X-Rinha-Token": token}) for n, b in processors.items()}
         self.meters = meters
         self.detailed, self.coarse_every, self.n = detailed, coarse_every, 0
+        self.when_idle = when_idle
         self.stop_event = threading.Event()
         self.write_lock = threading.Lock()
         self.out = open(out_path, "a")
@@ -50,7 +54,7 @@ class Sampler(threading.Thread):
         self.cpu_s = 0.0  # this thread's own CPU time: what the sampling costs
 
     def run(self):
-        run_when_idle()
+        run_when_idle(self.when_idle)
         t_cpu = time.thread_time()
         next_t = time.time()
         while not self.stop_event.is_set():
