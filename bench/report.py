@@ -11,6 +11,9 @@ import os
 import sys
 from html import escape
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # also when run as a script
+from lib import stats  # noqa: E402
+
 # -- data -----------------------------------------------------------------------
 
 
@@ -26,11 +29,7 @@ def _p99(values):
     if not values:
         return None
     values.sort()
-    # k6's percentile: linear interpolation between closest ranks.
-    k = (len(values) - 1) * 0.99
-    lo = math.floor(k)
-    hi = min(lo + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+    return stats.percentile(values, 0.99)
 
 
 def read_requests(out):

@@ -125,6 +125,7 @@ class Run:
         self.tmp = tempfile.mkdtemp(prefix="rinha-bench-")
         os.chmod(self.tmp, 0o755)  # nginx workers must traverse it to reach the sockets
         self.sock_dir = os.path.join(self.tmp, "sockets")
+        self.access_log = os.path.join(self.out, "nginx-access.log") if args.tail else None  # --tail
         os.makedirs(self.sock_dir)
         os.chmod(self.sock_dir, 0o1777)
         self.sup = procs.Supervisor()
@@ -190,9 +191,8 @@ class Run:
         for svc in [s for s in services if s.kind == "nginx"]:
             prefix = os.path.join(self.tmp, "nginx")
             os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
-            access_log = os.path.join(self.out, "nginx-access.log") if self.args.tail else None
             conf = stack.nginx_conf(self.args.nginx_conf, os.path.join(prefix, "nginx.conf"), self.sock_dir,
-                                    tail.nginx_directives(access_log) if access_log else None)
+                                    tail.nginx_directives(self.access_log) if self.access_log else None)
             if self.lb != 9999:
                 with open(conf) as f:
                     text = f.read().replace("listen 9999", f"listen {self.lb}")
@@ -525,9 +525,8 @@ def main(argv=None):
     report.build(run.out)
     compress_csv(run.out)
     print_figures(fig, meta, run.out)
-    access_log = os.path.join(run.out, "nginx-access.log")
-    if args.tail and os.path.exists(access_log):  # complete: nginx stopped in run.close()
-        print(tail.line(tail.run(os.path.join(run.out, "k6-metrics.csv.gz"), access_log,
+    if run.access_log and os.path.exists(run.access_log):  # complete: nginx stopped in run.close()
+        print(tail.line(tail.run(os.path.join(run.out, "k6-metrics.csv.gz"), run.access_log,
                                  os.path.join(run.out, "tail.json"))))
     bad = failures(fig, meta)
     for b in bad:

@@ -20,8 +20,12 @@ its main thread (tid = pid), nginx's worker is the child of the pid listed.
 """
 import argparse
 import collections
+import os
 import re
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib.stats import percentile  # noqa: E402
 
 LINE = re.compile(r"^\s*(\d+\.\d+)\s+\[(\d+)\]\s+(.*?)\[(\d+)(?:/\d+)?\]\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)")
 # A thread's number at the end of a task name: worker-17, kworker/1:1-events, kdamond.0.
@@ -37,10 +41,6 @@ def parse(lines):
             t, cpu, name, tid, wait, delay, run = m.groups()
             rows.append((float(t), cpu, name.strip(), int(tid), float(wait), float(delay), float(run)))
     return rows
-
-
-def quantile(sorted_values, q):
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
 
 
 def blame(rows, targets, min_ms):
@@ -100,8 +100,8 @@ def main(argv):
         if not d:
             print(f"{name}: no switches of tid {tid}")
             continue
-        print(f"{name}: {len(d)} runs, scheduling delay p50 {quantile(d, .5):.3f} p99 {quantile(d, .99):.3f} "
-              f"p99.9 {quantile(d, .999):.3f} max {d[-1]:.3f} ms; > 1 ms: {sum(1 for x in d if x > 1)}")
+        print(f"{name}: {len(d)} runs, scheduling delay p50 {percentile(d, .5):.3f} p99 {percentile(d, .99):.3f} "
+              f"p99.9 {percentile(d, .999):.3f} max {d[-1]:.3f} ms; > 1 ms: {sum(1 for x in d if x > 1)}")
     total = sum(who.values())
     if total:
         print(f"ran on the CPUs while they waited > {a.min_ms} ms ({total:.1f} CPU-ms in all):")

@@ -79,9 +79,9 @@ def nginx_conf(src_path, dst_path, sock_dir, access_log=None):
         text = f.read()
     text = text.replace(SOCKET_DIR, sock_dir.rstrip("/") + "/")
     if access_log is not None:
-        if not re.search(r"(?m)^\s*access_log off;", text):
+        text, found = re.subn(r"(?m)^(\s*)access_log off;", lambda m: m.group(1) + access_log, text, count=1)
+        if not found:
             raise RuntimeError(f"--tail: no 'access_log off;' line to replace in {src_path}")
-        text = re.sub(r"(?m)^(\s*)access_log off;", lambda m: m.group(1) + access_log, text, count=1)
     text = re.sub(r"(?m)^\s*(pid|daemon|user)\s+[^;]*;", "", text)
     with open(dst_path, "w") as f:
         f.write(text)

@@ -15,17 +15,20 @@ import csv
 import gzip
 import json
 import math
+import os
 import sys
 
+if __name__ == "__main__":  # run as a script (--self-test): lib's modules by name
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lib.stats import percentile  # noqa: E402
+
 LOG_FORMAT = "$msec $request_time $upstream_response_time $request_method"
-# Buffered: nginx writes the log every 256 kB or 2 s, not once per request.
-DIRECTIVES = (f"log_format tail '{LOG_FORMAT}';\n"
-              "    access_log {path} tail buffer=256k flush=2s;")
 
 
 def nginx_directives(path):
-    """The http-block lines that make nginx log each request's timing to `path`."""
-    return DIRECTIVES.replace("{path}", path)
+    """The http-block lines that make nginx log each request's timing to `path`, buffered
+    (written every 256 kB or 2 s, not once per request)."""
+    return f"log_format tail '{LOG_FORMAT}';\n    access_log {path} tail buffer=256k flush=2s;"
 
 
 def k6_payment_ms(metrics_csv_gz):
@@ -62,8 +65,7 @@ def analyse(k6_ms, nginx_ms):
     """Shares (%) of payments at or above k6's p99, as k6 and as nginx saw them."""
     if not k6_ms or not nginx_ms:
         return None
-    ordered = sorted(k6_ms)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    p99 = percentile(sorted(k6_ms), 0.99)
     floor_ms = math.floor(p99)
     k6_share = 100 * sum(1 for v in k6_ms if v >= p99) / len(k6_ms)
     in_nginx = 100 * sum(1 for r, _ in nginx_ms if r >= floor_ms) / len(nginx_ms)
