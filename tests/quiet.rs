@@ -66,23 +66,29 @@ fn an_idle_event_loop_sleeps_until_a_connection_can_expire() {
     );
 }
 
+/// Asks `f` every 50 ms until it gives a value; fails with `what` after 20 s.
+fn within_20s<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "{what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The `/proc/<pid>/task/<tid>` directory of `pid`'s thread named `name`. A thread sets
 /// its own name once it first runs, which on a loaded machine can be a while after it
 /// was spawned: waits up to 20 s for it.
 fn thread_dir(pid: u32, name: &str) -> std::path::PathBuf {
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        let found = std::fs::read_dir(format!("/proc/{pid}/task"))
+    within_20s(&format!("no thread named {name} in 20 s"), || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
             .expect("tasks")
             .filter_map(Result::ok)
             .map(|t| t.path())
-            .find(|dir| std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == name));
-        if let Some(dir) = found {
-            return dir;
-        }
-        assert!(Instant::now() < end, "no thread named {name} in 20 s");
-        thread::sleep(Duration::from_millis(50));
-    }
+            .find(|dir| std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == name))
+    })
 }
 
 /// Voluntary switches so far of the thread in `dir`.
@@ -119,14 +125,14 @@ fn a_follower_health_poller_sleeps_until_it_leads() {
     // calls up to 5 s each) and then slept one period (5 s). A poller that sleeps a
     // period between looks never waits on a futex.
     let health = thread_dir(follower.child.id(), "health");
-    let end = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(health.join("wchan")).is_ok_and(|w| w.contains("futex")) {
-        assert!(
-            Instant::now() < end,
-            "the follower's health thread never waited for the leadership"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    within_20s(
+        "the follower's health thread never waited for the leadership",
+        || {
+            std::fs::read_to_string(health.join("wchan"))
+                .is_ok_and(|w| w.contains("futex"))
+                .then_some(())
+        },
+    );
     // The pair may still be settling: both ends dial, and the link instance 2 dialed is
     // dropped by instance 1 (which keeps the one it dialed) and may close at instance 2
     // before instance 1's link is registered there. For that moment instance 2 is alone,
@@ -152,12 +158,7 @@ fn a_follower_health_poller_sleeps_until_it_leads() {
     };
 
     drop(leader);
-    let end = Instant::now() + Duration::from_secs(20);
-    while polls() == polled {
-        assert!(
-            Instant::now() < end,
-            "instance 2 never took the polling over"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    within_20s("instance 2 never took the polling over", || {
+        (polls() != polled).then_some(())
+    });
 }
