@@ -45,7 +45,12 @@ fn main() {
         max_header: cfg.max_header,
         max_body: cfg.max_body,
     };
-    let intake = Arc::new(Intake::new(BATCH * 2, None, Arc::new(Pacer::new(0, 1))));
+    let intake = Arc::new(Intake::new(
+        BATCH * 2,
+        None,
+        Arc::new(Pacer::new(0, 1)),
+        Arc::new(Ledger::new()),
+    ));
     let mut outlet = intake.outlet();
     let app = App {
         intake: intake.clone(),

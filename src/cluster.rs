@@ -4,20 +4,26 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::intake::Intake;
-use crate::ledger::Ledger;
+use crate::intake::{Accepted, Intake, QueueFull};
+use crate::journal::Journal;
 use crate::payment::{CorrelationId, Payment, Processor};
 use crate::peer::{Cause, PeerEvents, Peers};
 use crate::router::Router;
 use crate::server::Cluster;
 
 impl Cluster for Peers {
-    fn owns(&self, id: &CorrelationId) -> bool {
-        Peers::owns(self, id)
+    fn admit(&self, intake: &Intake, p: Payment) -> Result<Accepted, QueueFull> {
+        if self.owns(&p.id) {
+            intake.submit_unwoken(p)
+        } else if self.handed_off_full() {
+            Err(QueueFull)
+        } else {
+            Ok(intake.admit_for_owner(p, |p| self.hand_off(p)))
+        }
     }
 
-    fn forward(&self, p: Payment) -> bool {
-        Peers::forward(self, p)
+    fn held(&self) -> (usize, u64) {
+        Peers::held(self)
     }
 
     fn purge_all(&self) {
@@ -54,7 +60,7 @@ impl Cluster for Peers {
 pub struct Events {
     pub router: Arc<Router>,
     pub intake: Arc<Intake>,
-    pub ledger: Arc<Ledger>,
+    pub journal: Option<Arc<Journal>>,
 }
 
 impl PeerEvents for Events {
@@ -64,9 +70,23 @@ impl PeerEvents for Events {
     }
 
     fn on_forwarded(&self, p: Payment) -> bool {
-        // A forward sent again after a broken link may already be paid (or queued:
-        // the intake ignores ids it has accepted).
-        self.ledger.contains(&p.id) || self.intake.submit(p).is_ok()
+        // A forward sent again after a broken link may already be queued or paid: the
+        // intake's gate lets it through once.
+        self.intake.submit(p).is_ok()
+    }
+
+    fn pay_here(&self, p: Payment) {
+        self.intake.queue_admitted(p);
+    }
+
+    fn handed_over(&self, ids: &[CorrelationId]) {
+        self.intake.handed_over(ids);
+    }
+
+    fn on_member(&self, id: u32) {
+        if let Some(j) = &self.journal {
+            j.member(id);
+        }
     }
 
     fn on_purge(&self) {

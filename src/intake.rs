@@ -1,9 +1,14 @@
 //! The door between the HTTP server and the workers: a bounded crossbeam channel plus
 //! the set of correlationIds accepted since the last purge.
 //!
-//! The set makes a repeated `POST /payments` idempotent (accepted once, paid once); the
-//! bound makes back-pressure explicit: a full queue is a 503, never a silent drop.
-//! With a `Journal`, an accepted payment is on disk before the 202 leaves.
+//! The intake is the one gate every payment passes, whatever way it enters: a POST, a
+//! forward from a peer, a forward that came back, a journal replay, or a payment held
+//! here for another owner. An id that is queued, parked, in flight, held, recorded (the
+//! ledger, own or replicated), or open in the journal (replayed before anything else
+//! can arrive) is never admitted twice, whatever the order of arrival: the set makes a
+//! repeated payment idempotent (accepted once, paid once); the bound makes back-pressure
+//! explicit: a full queue is a 503, never a silent drop. With a `Journal`, an accepted
+//! payment is on disk before the 202 leaves.
 //!
 //! Workers take payments through an `Outlet`, which wakes the worker that went idle
 //! *last*: its stack, its keep-alive sockets and their kernel state are still warm, so
@@ -19,6 +24,7 @@ use std::thread::Thread;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use crate::journal::Journal;
+use crate::ledger::Ledger;
 use crate::pace::Pacer;
 use crate::payment::{CorrelationId, Payment};
 
@@ -38,6 +44,7 @@ pub struct Intake {
     idle: Arc<Idle>,
     pacer: Arc<Pacer>,
     seen: Mutex<HashSet<CorrelationId>>,
+    ledger: Arc<Ledger>,
     journal: Option<Arc<Journal>>,
     /// Payments queued whose worker is not woken yet (`submit_unwoken`).
     unwoken: AtomicUsize,
@@ -147,7 +154,12 @@ impl Outlet {
 impl Intake {
     /// A channel of `capacity` payments; each new payment counts as an arrival for
     /// `pacer`. Workers take payments through `outlet`.
-    pub fn new(capacity: usize, journal: Option<Arc<Journal>>, pacer: Arc<Pacer>) -> Intake {
+    pub fn new(
+        capacity: usize,
+        journal: Option<Arc<Journal>>,
+        pacer: Arc<Pacer>,
+        ledger: Arc<Ledger>,
+    ) -> Intake {
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         let seen = Mutex::new(HashSet::new());
         let idle = Arc::new(Idle::default());
@@ -157,6 +169,7 @@ impl Intake {
             idle,
             pacer,
             seen,
+            ledger,
             journal,
             unwoken: AtomicUsize::new(0),
         }
@@ -178,14 +191,20 @@ impl Intake {
         r
     }
 
+    /// The gate: the set of admitted ids, or `None` if `id` is known already (admitted
+    /// since the last purge, or recorded here or by a peer).
+    fn gate(&self, id: &CorrelationId) -> Option<MutexGuard<'_, HashSet<CorrelationId>>> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        (!seen.contains(id) && !self.ledger.contains(id)).then_some(seen)
+    }
+
     /// Queues a new payment; its worker is woken by the next `wake_deferred`. The event
     /// loop calls that once its answers are written, so that the hand-off (a futex
     /// wake, often an interrupt to the other CPU) is not on the 202's path.
     pub fn submit_unwoken(&self, p: Payment) -> Result<Accepted, QueueFull> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.contains(&p.id) {
+        let Some(mut seen) = self.gate(&p.id) else {
             return Ok(Accepted::Duplicate);
-        }
+        };
         // Journaled before a worker can see it, so that its attempts follow it on disk.
         if let Some(j) = &self.journal {
             j.accepted(&p);
@@ -216,16 +235,66 @@ impl Intake {
         }
     }
 
-    /// Queues a payment replayed from the journal (already journaled; waits for room).
-    pub fn resume(&self, p: Payment) {
-        self.seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(p.id);
-        if self.tx.send(p).is_err() {
-            eprintln!("rinha: no worker left to resume {:?}", p.id);
+    /// Admits a payment that another instance owns and pays: `hand_off` takes it
+    /// (forwarded, or held until its owner links). Journaled like a local one, so that
+    /// a restart holds it again. No queue here: never refused.
+    pub fn admit_for_owner(&self, p: Payment, hand_off: impl FnOnce(Payment)) -> Accepted {
+        let Some(mut seen) = self.gate(&p.id) else {
+            return Accepted::Duplicate;
+        };
+        if let Some(j) = &self.journal {
+            j.accepted(&p);
         }
+        seen.insert(p.id);
+        drop(seen);
+        hand_off(p);
+        Accepted::New
+    }
+
+    /// Queues a payment replayed from the journal (already journaled; waits for room).
+    /// Call before anything else can be admitted: a copy that arrives later is then
+    /// refused by the gate, and the journal's pin (the processor that may hold it)
+    /// stands.
+    pub fn resume(&self, p: Payment) -> Accepted {
+        let Some(mut seen) = self.gate(&p.id) else {
+            return Accepted::Duplicate;
+        };
+        seen.insert(p.id);
+        drop(seen);
+        self.queue_admitted(p);
+        Accepted::New
+    }
+
+    /// Replays a journaled payment held for another owner (already journaled).
+    pub fn resume_for_owner(&self, p: Payment, hand_off: impl FnOnce(Payment)) -> Accepted {
+        let Some(mut seen) = self.gate(&p.id) else {
+            return Accepted::Duplicate;
+        };
+        seen.insert(p.id);
+        drop(seen);
+        hand_off(p);
+        Accepted::New
+    }
+
+    /// Queues a payment that passed the gate already (held for an owner that turned out
+    /// to be this instance); waits for room. Not if it was recorded meanwhile.
+    pub fn queue_admitted(&self, p: Payment) {
+        if self.ledger.contains(&p.id) {
+            return;
+        }
+        if self.tx.send(p).is_err() {
+            eprintln!("rinha: no worker left to pay {:?}", p.id);
+        }
+        self.pacer.arrived();
         self.idle.wake_one();
+    }
+
+    /// Payments admitted here for another owner were recorded: the journal may forget
+    /// them.
+    pub fn handed_over(&self, ids: &[CorrelationId]) {
+        if let Some(j) = &self.journal {
+            ids.iter().for_each(|id| j.handed_over(id));
+        }
     }
 
     /// Payments waiting for a worker.
@@ -264,7 +333,7 @@ mod tests {
 
     #[test]
     fn bounded_and_idempotent() {
-        let intake = Intake::new(2, None, Arc::new(Pacer::new(0, 1)));
+        let intake = Intake::new(2, None, Arc::new(Pacer::new(0, 1)), Arc::new(Ledger::new()));
         let mut out = intake.outlet();
         assert_eq!(intake.submit(pay(1)), Ok(Accepted::New));
         assert_eq!(intake.submit(pay(1)), Ok(Accepted::Duplicate));
@@ -321,7 +390,12 @@ mod tests {
     /// last was taken and its worker idle again, are all taken by the last one.
     #[test]
     fn the_worker_idle_last_is_woken_first_and_all_leave_when_the_intake_goes() {
-        let intake = Intake::new(16, None, Arc::new(Pacer::new(0, 1)));
+        let intake = Intake::new(
+            16,
+            None,
+            Arc::new(Pacer::new(0, 1)),
+            Arc::new(Ledger::new()),
+        );
         let (threads, done_rx) = three_idle_workers(&intake);
         for n in 1..=10 {
             assert_eq!(intake.submit(pay(n)), Ok(Accepted::New));
@@ -343,7 +417,12 @@ mod tests {
     /// workers stay on the stack) until `wake_deferred`, which wakes one per payment.
     #[test]
     fn unwoken_payments_wake_their_workers_at_wake_deferred() {
-        let intake = Intake::new(16, None, Arc::new(Pacer::new(0, 1)));
+        let intake = Intake::new(
+            16,
+            None,
+            Arc::new(Pacer::new(0, 1)),
+            Arc::new(Ledger::new()),
+        );
         let (threads, done_rx) = three_idle_workers(&intake);
         assert_eq!(intake.submit_unwoken(pay(1)), Ok(Accepted::New));
         assert_eq!(intake.submit_unwoken(pay(2)), Ok(Accepted::New));
@@ -368,7 +447,12 @@ mod tests {
     #[test]
     fn no_payment_is_left_behind_under_contention() {
         const PER_SENDER: u32 = 20_000;
-        let intake = Arc::new(Intake::new(64, None, Arc::new(Pacer::new(0, 1))));
+        let intake = Arc::new(Intake::new(
+            64,
+            None,
+            Arc::new(Pacer::new(0, 1)),
+            Arc::new(Ledger::new()),
+        ));
         let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let workers: Vec<_> = (0..8)
             .map(|_| {

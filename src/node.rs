@@ -14,6 +14,7 @@ use crate::journal::{Journal, Replay};
 use crate::ledger::Ledger;
 use crate::metrics::METRICS;
 use crate::pace::Pacer;
+use crate::payment::Payment;
 use crate::peer::Peers;
 use crate::processor::{tls_config, Client, Endpoint};
 use crate::router::Router;
@@ -22,6 +23,19 @@ use crate::worker::{Shared, Worker};
 
 /// Worker threads block in I/O and keep little on the stack.
 const WORKER_STACK: usize = 256 * 1024;
+
+/// Replays the journal's open payments: paid here if this instance owns them or
+/// attempted them (the processor of that attempt may hold them: only this instance
+/// knows, so only it may finish them), else held for their owner again.
+fn resume(intake: &Intake, peers: &Peers, open: Vec<Payment>) {
+    for p in open {
+        if p.pin.is_some() || peers.owns(&p.id) {
+            intake.resume(p);
+        } else {
+            intake.resume_for_owner(p, |p| peers.hand_off(p));
+        }
+    }
+}
 
 /// Builds every part and returns the bound (not yet running) server.
 pub fn build(cfg: &Config) -> io::Result<Server> {
@@ -71,14 +85,23 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
     let inflight = Arc::new(InFlight::new());
     let router = Arc::new(Router::new(cfg.router.clone()));
     let pacer = Arc::new(Pacer::new(cfg.pace_multiple, cfg.pace_floor));
-    let intake = Intake::new(cfg.queue, journal.clone(), pacer.clone());
+    let intake = Intake::new(cfg.queue, journal.clone(), pacer.clone(), ledger.clone());
     let intake = Arc::new(intake);
+    if let Some(j) = &journal {
+        j.member(cfg.instance_id);
+    }
     let events = Arc::new(Events {
         router: router.clone(),
         intake: intake.clone(),
-        ledger: ledger.clone(),
+        journal: journal.clone(),
     });
-    let peers = Peers::start(cfg, ledger.clone(), inflight.clone(), events)?;
+    let peers = Peers::new(
+        cfg,
+        ledger.clone(),
+        inflight.clone(),
+        events,
+        &replay.members,
+    );
     let busy = Arc::new(AtomicUsize::new(0));
 
     let shared = Arc::new(Shared {
@@ -117,8 +140,10 @@ pub fn build(cfg: &Config) -> io::Result<Server> {
             replay.open.len()
         );
     }
-    // Before the server answers anything; blocks only while the queue is full.
-    replay.open.into_iter().for_each(|p| intake.resume(p));
+    // Before the peer link and the server start: a copy of a payment that arrives
+    // later (a forward sent again, a client's retry) finds it at the gate.
+    resume(&intake, &peers, replay.open);
+    peers.launch(cfg)?;
     let poller = Poller {
         clients: [client(&default), client(&fallback)],
         router: router.clone(),

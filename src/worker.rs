@@ -78,6 +78,12 @@ impl Worker {
         let router = self.shared.router.clone();
         let mut lead = Lead::default();
         loop {
+            // Recorded meanwhile by another instance (its record replicated here): that
+            // is the one payment. Only while no attempt of ours may be stored.
+            if pinned.is_none() && self.shared.ledger.contains(&p.id) {
+                METRICS.payments_recorded_elsewhere.inc();
+                break;
+            }
             // Before deciding: the decision (and a probe it takes) is for the moment
             // the attempt is made, not for when its slot was reserved.
             let slot = self.shared.pacer.reserve();

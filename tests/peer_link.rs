@@ -15,6 +15,9 @@ use rinha::peer::{PeerEvents, Peers};
 struct Events {
     health: Mutex<Vec<(Processor, bool, u32)>>,
     forwarded: Mutex<Vec<Payment>>,
+    paid_here: Mutex<Vec<Payment>>,
+    handed_over: Mutex<Vec<CorrelationId>>,
+    members: Mutex<Vec<u32>>,
     purges: AtomicUsize,
     refuse_forwards: AtomicBool,
 }
@@ -38,6 +41,15 @@ impl PeerEvents for Events {
         }
         true
     }
+    fn pay_here(&self, p: Payment) {
+        self.paid_here.lock().unwrap().push(p);
+    }
+    fn handed_over(&self, ids: &[CorrelationId]) {
+        self.handed_over.lock().unwrap().extend_from_slice(ids);
+    }
+    fn on_member(&self, id: u32) {
+        self.members.lock().unwrap().push(id);
+    }
     fn on_purge(&self) {
         self.purges.fetch_add(1, Ordering::SeqCst);
     }
@@ -57,10 +69,26 @@ impl Node {
     }
 
     fn with(id: u32, listen: Addr, dial: &[&Node], ledger: Arc<Ledger>, token: &str) -> Node {
+        let peers = dial.iter().map(|n| n.listen.clone()).collect();
+        Node::configured(id, listen, peers, ledger, token)
+    }
+
+    /// Dials `peers`, which need not be listening yet.
+    fn with_peers(id: u32, listen: Addr, peers: Vec<Addr>) -> Node {
+        Node::configured(id, listen, peers, Arc::new(Ledger::new()), "tok")
+    }
+
+    fn configured(
+        id: u32,
+        listen: Addr,
+        peers: Vec<Addr>,
+        ledger: Arc<Ledger>,
+        token: &str,
+    ) -> Node {
         let cfg = Config {
             instance_id: id,
             peer_listen: Some(listen),
-            peers: dial.iter().map(|n| n.listen.clone()).collect(),
+            peers,
             peer_token: token.into(),
             ..Config::default()
         };
@@ -74,6 +102,17 @@ impl Node {
             ev,
             listen,
         }
+    }
+
+    /// Records a payment this node paid, as the worker does.
+    fn pay_recorded(&self, id: CorrelationId) {
+        self.ledger.insert(Record {
+            id,
+            requested_at_us: 0,
+            cents: 2005,
+            processor: Processor::Default,
+        });
+        self.peers.notify_record();
     }
 
     /// Records a payment this node paid, as the worker does.
@@ -271,29 +310,89 @@ fn purge_propagates_and_replication_resumes() {
     }
 }
 
-#[test]
-fn forward_reaches_owner_and_bounces_when_its_queue_is_full() {
-    let a = Node::start(1, tcp(), &[]);
-    let b = Node::start(2, tcp(), &[&a]);
-    linked(&[&a, &b]);
-    let id = (0..)
-        .map(|i| id_of(7, i))
-        .find(|id| !a.peers.owns(id))
-        .unwrap();
-    assert!(b.peers.owns(&id));
-    let p = Payment {
+fn payment(id: CorrelationId) -> Payment {
+    Payment {
         id,
         cents: 2005,
         accepted_ms: 0,
         pin: None,
-    };
-    assert!(!b.peers.forward(p), "the owner does not forward to itself");
-    assert!(a.peers.forward(p));
+    }
+}
+
+/// A forward reaches its owner; one its owner's queue refused comes back, is held (never
+/// paid by the forwarder) and is sent again at the link's next tick.
+#[test]
+fn forward_reaches_owner_and_a_bounced_one_is_sent_again_never_paid_here() {
+    let a = Node::start(1, tcp(), &[]);
+    let b = Node::start(2, tcp(), &[&a]);
+    linked(&[&a, &b]);
+    let ids: Vec<CorrelationId> = (0..)
+        .map(|i| id_of(7, i))
+        .filter(|id| !a.peers.owns(id))
+        .take(2)
+        .collect();
+    assert!(b.peers.owns(&ids[0]));
+    a.peers.hand_off(payment(ids[0]));
     wait_until("forwarded", || b.ev.forwarded.lock().unwrap().len() == 1);
-    assert_eq!(b.ev.forwarded.lock().unwrap()[0].id, id);
+    assert_eq!(b.ev.forwarded.lock().unwrap()[0].id, ids[0]);
     b.ev.refuse_forwards.store(true, Ordering::SeqCst);
-    assert!(a.peers.forward(p));
-    wait_until("bounced back", || a.ev.forwarded.lock().unwrap().len() == 1);
+    a.peers.hand_off(payment(ids[1]));
+    wait_until("bounced and held", || a.peers.held().0 == 1);
+    b.ev.refuse_forwards.store(false, Ordering::SeqCst);
+    wait_until("sent again", || b.ev.forwarded.lock().unwrap().len() == 2);
+    assert!(
+        a.ev.paid_here.lock().unwrap().is_empty(),
+        "only the owner pays"
+    );
+    b.pay_recorded(ids[0]);
+    b.pay_recorded(ids[1]);
+    wait_until("both records back", || {
+        ids.iter().all(|id| a.ledger.contains(id))
+    });
+    wait_until("handed over", || {
+        a.ev.handed_over.lock().unwrap().len() == 2
+    });
+    assert_eq!(a.peers.held(), (0, 0));
+}
+
+/// An instance that does not know every member yet owns nothing: it holds what it
+/// accepts; once the owner links, its own payments are paid here and the others are
+/// forwarded. Members are reported (journaled) once.
+#[test]
+fn payments_held_until_the_members_are_known_go_to_their_owners() {
+    let dir = tempdir("held");
+    let b_addr = unix(&dir, "b.sock");
+    let a = Node::with_peers(1, unix(&dir, "a.sock"), vec![b_addr.clone()]);
+    let ids: Vec<CorrelationId> = (0..40).map(|i| id_of(9, i)).collect();
+    for id in &ids {
+        assert!(!a.peers.owns(id), "owner unknown");
+        a.peers.hand_off(payment(*id));
+    }
+    assert_eq!(a.peers.held().0, ids.len());
+    let b = Node::start(2, b_addr, &[&a]);
+    linked(&[&a, &b]);
+    let mine: Vec<_> = ids.iter().filter(|id| a.peers.owns(id)).collect();
+    assert!(!mine.is_empty() && mine.len() < ids.len());
+    wait_until("all placed", || {
+        a.ev.paid_here.lock().unwrap().len() + b.ev.forwarded.lock().unwrap().len() == ids.len()
+    });
+    let paid: Vec<_> =
+        a.ev.paid_here
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.id)
+            .collect();
+    assert!(paid.iter().all(|id| a.peers.owns(id)));
+    assert!(b
+        .ev
+        .forwarded
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|p| b.peers.owns(&p.id)));
+    assert_eq!(*a.ev.members.lock().unwrap(), vec![2]);
+    assert_eq!(*b.ev.members.lock().unwrap(), vec![1]);
 }
 
 #[test]
@@ -312,7 +411,13 @@ fn wrong_token_is_refused() {
 fn no_peers_means_local_no_ops() {
     let cfg = Config::default();
     let ev = Arc::new(Events::default());
-    let p = Peers::start(&cfg, Arc::new(Ledger::new()), Arc::new(InFlight::new()), ev).unwrap();
+    let p = Peers::start(
+        &cfg,
+        Arc::new(Ledger::new()),
+        Arc::new(InFlight::new()),
+        ev.clone(),
+    )
+    .unwrap();
     assert!(p.owns(&id_of(1, 1)));
     assert!(p.is_health_leader());
     assert!(p.barrier(Some(0), Instant::now()).is_done());
@@ -322,7 +427,12 @@ fn no_peers_means_local_no_ops() {
         accepted_ms: 0,
         pin: None,
     };
-    assert!(!p.forward(pay));
+    p.hand_off(pay);
+    assert_eq!(
+        ev.paid_here.lock().unwrap().len(),
+        1,
+        "alone, it owns everything"
+    );
     p.notify_record();
     p.purge_all();
     p.share_health(Processor::Fallback, false, 0);

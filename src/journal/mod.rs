@@ -11,9 +11,17 @@
 //! nothing), and sending it there again is safe because a duplicate is refused with
 //! 422 and then reconciled.
 //!
-//! Entry: tag u8, correlationId 16 bytes, then per tag — `A` cents u64; `X` (refused
-//! after all: queue full) nothing; `T` processor u8; `R` processor u8, cents u64,
-//! requestedAt µs i64. Little-endian. A file is `log::MAGIC` then one entry per slot;
+//! A payment accepted for another owner (forwarded, or held while its owner is
+//! unreachable) is journaled as accepted too, and closed once its owner's record of it
+//! arrives; on replay it is held for its owner again, never paid here (see
+//! `peer::Peers::hand_off`). The cluster's members are journaled as they are learned, so
+//! that a restarted instance knows who owns what before any peer links.
+//!
+//! Entry: tag u8, correlationId 16 bytes, then per tag — `A` cents u64; `X` (no longer
+//! ours to pay: refused when the queue was full, or recorded by its owner) nothing; `T`
+//! processor u8; `R` processor u8, cents u64, requestedAt µs i64; `M` (a member of the
+//! cluster: its instance id, little-endian, in the first 4 bytes of the id field)
+//! nothing. Little-endian. A file is `log::MAGIC` then one entry per slot;
 //! a file without the magic is read as entries back to back (the format before slots).
 
 mod log;
@@ -30,6 +38,7 @@ const ACCEPTED: u8 = b'A';
 const ATTEMPT: u8 = b'T';
 const RECORDED: u8 = b'R';
 const CANCELLED: u8 = b'X';
+const MEMBER: u8 = b'M';
 
 /// Two slot files: accepts (`PATH.accepted`, written by the event loop and the peer
 /// reader) and attempts and records (`PATH`, written by the workers). No lock: a slot
@@ -39,6 +48,8 @@ pub struct Journal {
     accepts: Log,
     work: Log,
     path: String,
+    /// Members journaled so far: written again after a purge clears the files.
+    members: std::sync::Mutex<Vec<u32>>,
 }
 
 /// What the journal held when the instance started.
@@ -47,6 +58,8 @@ pub struct Replay {
     pub recorded: Vec<Record>,
     /// Accepted and not recorded, pinned to the processor of their last attempt.
     pub open: Vec<Payment>,
+    /// Instance ids of the cluster's members seen before (self included), sorted.
+    pub members: Vec<u32>,
 }
 
 fn read_all(path: &str) -> io::Result<Vec<u8>> {
@@ -74,6 +87,9 @@ impl Journal {
         for r in &replay.recorded {
             put(&|e| encode_recorded(e, r));
         }
+        for &m in &replay.members {
+            put(&|e| encode_member(e, m));
+        }
         for p in &replay.open {
             put(&|e| encode_accepted(e, p));
             if let Some(proc) = p.pin {
@@ -88,6 +104,7 @@ impl Journal {
             accepts: Log::open(&accepts_path)?,
             work: Log::open(path)?,
             path: path.to_string(),
+            members: std::sync::Mutex::new(replay.members.clone()),
         };
         Ok((journal, replay))
     }
@@ -114,6 +131,14 @@ impl Journal {
         self.append(&self.accepts, &b);
     }
 
+    /// A payment accepted for another owner was recorded by it: nothing left to do here.
+    /// In the workers' file, read after the accepts: it closes the `A` in either file.
+    pub fn handed_over(&self, id: &CorrelationId) {
+        let mut b = Vec::with_capacity(17);
+        encode_cancelled(&mut b, id);
+        self.append(&self.work, &b);
+    }
+
     /// A payment is about to be sent to `proc`.
     pub fn attempt(&self, id: &CorrelationId, proc: Processor) {
         let mut b = Vec::with_capacity(18);
@@ -128,13 +153,30 @@ impl Journal {
         self.append(&self.work, &b);
     }
 
-    /// Forgets everything (purge).
+    /// A member of the cluster (an instance id) was learned; once per id.
+    pub fn member(&self, id: u32) {
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        if !members.contains(&id) {
+            members.push(id);
+            self.append_member(id);
+        }
+    }
+
+    fn append_member(&self, id: u32) {
+        let mut b = Vec::with_capacity(17);
+        encode_member(&mut b, id);
+        self.append(&self.work, &b);
+    }
+
+    /// Forgets every payment (purge); the members stay.
     pub fn clear(&self) {
+        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
         for log in [&self.accepts, &self.work] {
             if let Err(e) = log.clear() {
                 eprintln!("rinha: journal {}: {e}", self.path);
             }
         }
+        members.iter().for_each(|&m| self.append_member(m));
     }
 }
 
@@ -147,6 +189,13 @@ fn encode_accepted(out: &mut Vec<u8>, p: &Payment) {
 fn encode_cancelled(out: &mut Vec<u8>, id: &CorrelationId) {
     out.push(CANCELLED);
     out.extend_from_slice(&id.0);
+}
+
+fn encode_member(out: &mut Vec<u8>, id: u32) {
+    out.push(MEMBER);
+    let mut field = [0u8; 16];
+    field[..4].copy_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&field);
 }
 
 fn encode_attempt(out: &mut Vec<u8>, id: &CorrelationId, proc: Processor) {
@@ -180,6 +229,7 @@ struct Decoder {
     pins: HashMap<CorrelationId, Processor>,
     recorded: Vec<Record>,
     done: HashSet<CorrelationId>,
+    members: std::collections::BTreeSet<u32>,
 }
 
 impl Decoder {
@@ -216,6 +266,10 @@ impl Decoder {
                         });
                         self.order.push(id);
                     }
+                }
+                MEMBER => {
+                    let [a, b, c, d, ..] = id.0;
+                    self.members.insert(u32::from_le_bytes([a, b, c, d]));
                 }
                 CANCELLED => {
                     // Written after its `A`, in the same file: a later `A` accepts anew.
@@ -270,6 +324,7 @@ impl Decoder {
         Replay {
             recorded: self.recorded,
             open,
+            members: self.members.into_iter().collect(),
         }
     }
 }
@@ -322,6 +377,40 @@ mod tests {
             ..pay(2)
         };
         assert_eq!(r.open, vec![pay(1), pinned]);
+    }
+
+    #[test]
+    fn members_and_handed_over_payments_survive_a_restart_and_a_purge() {
+        let dir = std::env::temp_dir().join(format!("rinha-journal-m-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j").to_string_lossy().into_owned();
+        let (j, r) = Journal::open(&path).unwrap();
+        assert!(r.members.is_empty());
+        j.member(2);
+        j.member(1);
+        j.member(2);
+        for n in 1..=3 {
+            j.accepted(&pay(n));
+        }
+        j.handed_over(&pay(1).id);
+        drop(j);
+        let (j, r) = Journal::open(&path).unwrap();
+        assert_eq!(r.members, vec![1, 2]);
+        assert_eq!(r.open, vec![pay(2), pay(3)]);
+        // Its `A` is in the compacted workers' file now: the close still finds it.
+        j.handed_over(&pay(2).id);
+        drop(j);
+        let (j, r) = Journal::open(&path).unwrap();
+        assert_eq!(r.open, vec![pay(3)]);
+        j.clear();
+        drop(j);
+        let (_, r) = Journal::open(&path).unwrap();
+        assert_eq!(
+            (r.members, r.open),
+            (vec![1, 2], vec![]),
+            "a purge keeps members"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -124,6 +124,10 @@ pub struct Metrics {
     pub payments_queue_full: Counter,
     /// Handed to their owner over the peer link.
     pub payments_forwarded: Counter,
+    /// Accepted for an owner that was unreachable (or not known yet): held until it links.
+    pub payments_held: Counter,
+    /// Dropped by a worker before any attempt: another instance recorded them first.
+    pub payments_recorded_elsewhere: Counter,
     /// Recorded after this instance paid them, by processor.
     pub payments_paid: [Counter; 2],
 
@@ -170,6 +174,8 @@ impl Metrics {
             payments_invalid: Counter::new(),
             payments_queue_full: Counter::new(),
             payments_forwarded: Counter::new(),
+            payments_held: Counter::new(),
+            payments_recorded_elsewhere: Counter::new(),
             payments_paid: [const { Counter::new() }; 2],
             attempts: [const { [const { Counter::new() }; OUTCOMES.len()] }; 2],
             reconciliations: [const { [const { Counter::new() }; LOOKUPS.len()] }; 2],

@@ -30,6 +30,8 @@ pub struct Live {
     pub lag: Vec<(u32, u64)>,
     /// Misconfigurations seen recently, by `Cause` index.
     pub conflicts: [bool; Cause::ALL.len()],
+    /// Payments held for an unreachable owner now, and the age (ms) of the oldest.
+    pub held: (u64, u64),
 }
 
 /// The router's view of one processor.
@@ -248,6 +250,30 @@ fn payments(o: &mut Out<'_>, m: &Metrics, live: &Live) {
         "counter",
         "Payments handed to their owner instance over the peer link.",
         c(&m.payments_forwarded),
+    );
+    o.one(
+        "rinha_payments_held_total",
+        "counter",
+        "Payments accepted for an owner instance that was unreachable: held until it links.",
+        c(&m.payments_held),
+    );
+    o.one(
+        "rinha_payments_recorded_elsewhere_total",
+        "counter",
+        "Payments a worker dropped before any attempt: another instance had recorded them.",
+        c(&m.payments_recorded_elsewhere),
+    );
+    o.one(
+        "rinha_payments_held_now",
+        "gauge",
+        "Payments held now for an owner instance that is not linked (only the owner pays).",
+        live.held.0,
+    );
+    o.one(
+        "rinha_payments_held_oldest_seconds",
+        "gauge",
+        "Age of the oldest payment held for an unlinked owner (0 if none).",
+        live.held.1 / 1000,
     );
     o.family(
         "rinha_payments_paid_total",

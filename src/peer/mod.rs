@@ -28,17 +28,33 @@ use link::Conn;
 use crate::config::{Addr, Config};
 use crate::inflight::InFlight;
 use crate::ledger::Ledger;
+use crate::metrics::METRICS;
 use crate::payment::{CorrelationId, Payment, Processor};
 
 /// What the peer link asks of the rest of the server.
 pub trait PeerEvents: Send + Sync + 'static {
     /// A peer shared a processor health reading (the router consumes it).
     fn on_health(&self, p: Processor, failing: bool, min_response_ms: u32);
-    /// Pay this payment here: a peer forwarded it to its owner, or a forward could not
-    /// be delivered or queued and came back. False if our queue is full.
+    /// Pay this payment here: a peer forwarded it to us, its owner. False if our queue
+    /// is full (the peer keeps it and sends it again).
     fn on_forwarded(&self, p: Payment) -> bool;
+    /// A payment held here for an owner not known then turned out to be ours: pay it.
+    fn pay_here(&self, p: Payment);
+    /// Payments handed to their owner were recorded by it: nothing is left to do here.
+    fn handed_over(&self, ids: &[CorrelationId]);
+    /// A member of the cluster was learned (an instance id seen for the first time).
+    fn on_member(&self, id: u32);
     /// A peer purged: clear local state other than the ledger (already purged).
     fn on_purge(&self);
+}
+
+/// Who pays a correlationId.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    Me,
+    Peer(u32),
+    /// Not every member of the cluster is known yet (`Shared::known`).
+    Unknown,
 }
 
 /// What this instance holds of one peer's own log, kept across reconnections.
@@ -87,24 +103,43 @@ pub(crate) struct Shared {
     accept_waker: OnceLock<mio::Waker>,
     /// Called when a barrier may have completed, so that its poller need not spin.
     on_barrier_progress: OnceLock<Box<dyn Fn() + Send + Sync>>,
-    /// Forwards handed to a link, by id, with their owner, until the owner's record
-    /// of them arrives here: a link that breaks may have lost them in flight, so they
-    /// are sent again when the owner links again (it ignores what it already has).
+    /// Payments this instance accepted for another owner, by id, until the owner's
+    /// record of them arrives here: forwarded on a link (which may break and lose them
+    /// in flight: they are sent again on the owner's next link, and it ignores what it
+    /// has), or held while the owner is unreachable. Never paid here: only the owner
+    /// pays, so two instances never pay one id on two processors.
     forwarded: Mutex<HashMap<CorrelationId, Pending>>,
+    /// Every member of the cluster, sorted: self, each peer ever linked, and those the
+    /// journal remembers. Ownership is hashed over it, not over the links up now, so
+    /// that an unreachable owner keeps its payments.
+    known: RwLock<Vec<u32>>,
+    /// How many members there are at least: self and each configured `--peer` (two if
+    /// this instance only accepts peers).
+    expected: usize,
+
     /// Handshake refusals that retrying cannot fix (see `conflict`).
     conflicts: conflict::Conflicts,
 }
 
-/// A forward handed to a link and not yet recorded here.
+/// A payment accepted for another owner and not yet recorded here.
 struct Pending {
-    owner: u32,
-    /// The link (`Conn::id`) it was last handed to: a link is not given it twice.
+    /// `None` while the cluster's members are not all known.
+    owner: Option<u32>,
+    /// The link (`Conn::id`) it was last handed to, `HELD` if none: a link is not given
+    /// it twice.
     conn: u64,
     f: Forwarded,
+    /// Monotonic ms when it was accepted here (for `/metrics`).
+    since_ms: u64,
 }
 
-/// Prune `Shared::forwarded` of recorded payments every this many forwards.
-const PRUNE_FORWARDED_EVERY: usize = 1024;
+/// `Pending::conn` of a payment on no link (its owner unreachable, or it came back).
+const HELD: u64 = 0;
+
+/// Payments accepted here for other owners and not yet recorded, at most: beyond, a
+/// payment for another owner is refused (503) rather than held without bound while
+/// its owner is away.
+pub const MAX_HANDED_OFF: usize = 65_536;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -119,6 +154,7 @@ fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 impl Shared {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         id: u32,
         incarnation: u64,
@@ -126,7 +162,12 @@ impl Shared {
         ledger: Arc<Ledger>,
         inflight: Arc<InFlight>,
         events: Arc<dyn PeerEvents>,
+        known: &[u32],
+        expected: usize,
     ) -> Shared {
+        let mut known: Vec<u32> = known.iter().copied().chain([id]).collect();
+        known.sort_unstable();
+        known.dedup();
         Shared {
             id,
             incarnation,
@@ -148,6 +189,8 @@ impl Shared {
             accept_waker: OnceLock::new(),
             on_barrier_progress: OnceLock::new(),
             forwarded: Mutex::new(HashMap::new()),
+            known: RwLock::new(known),
+            expected,
             conflicts: conflict::Conflicts::default(),
         }
     }
@@ -230,25 +273,105 @@ impl Shared {
         }
     }
 
-    /// Forgets a forward that this instance pays itself after all (bounced, unsent).
-    fn forward_taken_back(&self, id: &CorrelationId) {
-        lock(&self.forwarded).remove(id);
+    /// Payments handed to a link that never left it (the link closed first): held
+    /// again, for the owner's next link.
+    fn forwards_unsent(&self, ids: impl Iterator<Item = CorrelationId>) {
+        let mut pending = lock(&self.forwarded);
+        for id in ids {
+            if let Some(p) = pending.get_mut(&id) {
+                p.conn = HELD;
+            }
+        }
     }
 
-    /// Sends `owner`'s unrecorded forwards again on its new link (those `forward`
-    /// already handed to that link once it was registered are not sent twice).
+    /// The owner could not queue a forward: held, and sent again at the link's next
+    /// tick.
+    fn forward_bounced(&self, id: &CorrelationId) {
+        if let Some(p) = lock(&self.forwarded).get_mut(id) {
+            p.conn = HELD;
+        }
+    }
+
+    /// Sends `owner`'s unrecorded forwards and held payments on its new link (those
+    /// `hand_off` already handed to that link once it was registered are not sent
+    /// twice). Payments held for an owner not known then are placed now; those that
+    /// turn out to be ours are paid here.
     fn resend_forwards(&self, owner: u32, c: &Conn) {
-        let mut pending = lock(&self.forwarded);
-        pending.retain(|id, _| !self.ledger.contains(id));
+        let mut ours = Vec::new();
         let mut again = 0;
-        for p in pending.values_mut() {
-            if p.owner == owner && p.conn != c.id && c.push_forward(p.f) {
-                p.conn = c.id;
-                again += 1;
+        {
+            let mut pending = lock(&self.forwarded);
+            let done = self.prune(&mut pending);
+            for (id, p) in pending.iter_mut() {
+                if p.owner.is_none() {
+                    p.owner = match self.owner(id) {
+                        Owner::Me => {
+                            ours.push(*id);
+                            None
+                        }
+                        Owner::Peer(o) => Some(o),
+                        Owner::Unknown => None,
+                    };
+                }
+                if p.owner == Some(owner) && p.conn != c.id && c.push_forward(p.f) {
+                    p.conn = c.id;
+                    again += 1;
+                }
+            }
+            let ours: Vec<Pending> = ours.iter().filter_map(|id| pending.remove(id)).collect();
+            drop(pending);
+            self.settled(&done);
+            for p in ours {
+                self.events.pay_here(payment_of(&p.f));
             }
         }
         if again > 0 {
             eprintln!("peer: {again} forwards sent again to instance {owner}");
+        }
+    }
+
+    /// Drops the payments whose owner's record arrived; returns their ids.
+    fn prune(&self, pending: &mut HashMap<CorrelationId, Pending>) -> Vec<CorrelationId> {
+        let done: Vec<CorrelationId> = pending
+            .keys()
+            .filter(|id| self.ledger.contains(id))
+            .copied()
+            .collect();
+        for id in &done {
+            pending.remove(id);
+        }
+        done
+    }
+
+    /// Records arrived from a peer: the payments among them handed off from here are
+    /// done.
+    fn handed_over(&self, records: &[crate::payment::Record]) {
+        let done: Vec<CorrelationId> = {
+            let mut pending = lock(&self.forwarded);
+            if pending.is_empty() {
+                return;
+            }
+            records
+                .iter()
+                .filter_map(|r| pending.remove(&r.id).map(|_| r.id))
+                .collect()
+        };
+        self.settled(&done);
+    }
+
+    fn settled(&self, done: &[CorrelationId]) {
+        if !done.is_empty() {
+            self.events.handed_over(done);
+        }
+    }
+
+    /// A peer id linked for the first time is a member from now on.
+    fn learn(&self, peer: u32) {
+        let mut known = write_lock(&self.known);
+        if let Err(at) = known.binary_search(&peer) {
+            known.insert(at, peer);
+            drop(known);
+            self.events.on_member(peer);
         }
     }
 
@@ -268,12 +391,30 @@ impl Shared {
         self.barrier_progress();
     }
 
-    fn owner(&self, id: &CorrelationId) -> u32 {
-        let links = read(&self.links);
-        let m = &links.members;
-        let n = m.len().max(1) as u64;
+    /// The owner of `id`: its hash over the sorted ids of every member (as nginx's
+    /// `hash` over the servers listed in id order).
+    fn owner(&self, id: &CorrelationId) -> Owner {
+        let known = read(&self.known);
+        if known.len() < self.expected {
+            return Owner::Unknown;
+        }
+        let n = known.len() as u64;
         let i = usize::try_from(id.owner_hash() % n).unwrap_or(0);
-        m.get(i).copied().unwrap_or(self.id)
+        match known.get(i) {
+            Some(&m) if m == self.id => Owner::Me,
+            Some(&m) => Owner::Peer(m),
+            None => Owner::Unknown,
+        }
+    }
+}
+
+/// The payment a forward carries, aged as it was when it was sent.
+pub(crate) fn payment_of(f: &Forwarded) -> Payment {
+    Payment {
+        id: f.id,
+        cents: f.cents,
+        accepted_ms: crate::time::mono_ms().saturating_sub(u64::from(f.age_ms)),
+        pin: None,
     }
 }
 
@@ -281,7 +422,7 @@ impl Shared {
 pub struct Peers {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    listen: Option<Addr>,
+    listen: OnceLock<Addr>,
 }
 
 impl Peers {
@@ -293,11 +434,27 @@ impl Peers {
         inflight: Arc<InFlight>,
         events: Arc<dyn PeerEvents>,
     ) -> std::io::Result<Arc<Peers>> {
+        let peers = Peers::new(cfg, ledger, inflight, events, &[]);
+        peers.launch(cfg)?;
+        Ok(peers)
+    }
+
+    /// The peer link, not yet listening nor dialing (`launch`): ownership is known
+    /// (from `members`, the ones the journal remembers) before anything can arrive.
+    pub fn new(
+        cfg: &Config,
+        ledger: Arc<Ledger>,
+        inflight: Arc<InFlight>,
+        events: Arc<dyn PeerEvents>,
+        members: &[u32],
+    ) -> Arc<Peers> {
         let incarnation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id()).rotate_left(32);
         let token = cfg.peer_token.as_bytes().to_vec();
+        let listens = usize::from(cfg.peer_listen.is_some());
+        let expected = 1 + cfg.peers.len().max(listens);
         let shared = Arc::new(Shared::new(
             cfg.instance_id,
             incarnation,
@@ -305,12 +462,23 @@ impl Peers {
             ledger,
             inflight,
             events,
+            members,
+            expected,
         ));
-        let mut threads = Vec::new();
-        let mut listen = None;
+        Arc::new(Peers {
+            shared,
+            threads: Mutex::new(Vec::new()),
+            listen: OnceLock::new(),
+        })
+    }
+
+    /// Binds the peer listener and starts the accept and dial threads.
+    pub fn launch(&self, cfg: &Config) -> std::io::Result<()> {
+        let shared = &self.shared;
+        let mut threads = lock(&self.threads);
         if let Some(addr) = &cfg.peer_listen {
             let l = net::Listener::bind(addr)?;
-            listen = Some(l.local_addr()?);
+            let _ = self.listen.set(l.local_addr()?);
             let poll = mio::Poll::new()?;
             let waker = mio::Waker::new(poll.registry(), link::ACCEPT_WAKER)?;
             let _ = shared.accept_waker.set(waker);
@@ -321,16 +489,12 @@ impl Peers {
             let (s, a) = (shared.clone(), addr.clone());
             threads.push(spawn("peer-connect", move || link::connect_loop(s, a))?);
         }
-        Ok(Arc::new(Peers {
-            shared,
-            threads: Mutex::new(threads),
-            listen,
-        }))
+        Ok(())
     }
 
     /// The address the peer listener is bound to (the real port if bound to port 0).
     pub fn listen_addr(&self) -> Option<&Addr> {
-        self.listen.as_ref()
+        self.listen.get()
     }
 
     /// This instance's id.
@@ -397,42 +561,77 @@ impl Peers {
         }
     }
 
-    /// The owner of `id`: its hash over the sorted ids of self + linked peers.
-    pub fn owns(&self, id: &CorrelationId) -> bool {
-        self.shared.owner(id) == self.shared.id
+    /// Who pays `id` (see `Shared::owner`).
+    pub fn owner(&self, id: &CorrelationId) -> Owner {
+        self.shared.owner(id)
     }
 
-    /// Queues `p` for its owner; false if that is us, its link is down or its queue full.
-    pub fn forward(&self, p: Payment) -> bool {
-        let owner = self.shared.owner(&p.id);
-        if owner == self.shared.id {
-            return false;
-        }
-        let Some(c) = read(&self.shared.links).by_peer.get(&owner).cloned() else {
-            return false;
-        };
+    /// True if this instance pays `id`.
+    pub fn owns(&self, id: &CorrelationId) -> bool {
+        self.owner(id) == Owner::Me
+    }
+
+    /// Takes `p`, admitted here for another owner: forwarded on the owner's link if it
+    /// is up and has room, else held until the owner links again. Never paid here. (If
+    /// the owner turns out to be us, as the members become known, `pay_here` pays it.)
+    pub fn hand_off(&self, p: Payment) {
+        let s = &self.shared;
         let age = crate::time::mono_ms().saturating_sub(p.accepted_ms);
         let f = Forwarded {
             id: p.id,
             cents: p.cents,
             age_ms: u32::try_from(age).unwrap_or(u32::MAX),
         };
-        let mut pending = lock(&self.shared.forwarded);
-        if !c.push_forward(f) {
-            return false;
-        }
+        let mut pending = lock(&s.forwarded);
+        // Read under `forwarded`: a link registered meanwhile places it in its resend.
+        let (owner, conn) = match s.owner(&p.id) {
+            Owner::Me => {
+                drop(pending);
+                s.events.pay_here(p);
+                return;
+            }
+            Owner::Peer(o) => {
+                let link = s.link_to(o).filter(|c| c.push_forward(f));
+                (Some(o), link.map_or(HELD, |c| c.id))
+            }
+            Owner::Unknown => (None, HELD),
+        };
         pending.insert(
             p.id,
             Pending {
                 owner,
-                conn: c.id,
+                conn,
                 f,
+                since_ms: p.accepted_ms,
             },
         );
-        if pending.len().is_multiple_of(PRUNE_FORWARDED_EVERY) {
-            pending.retain(|id, _| !self.shared.ledger.contains(id));
+        drop(pending);
+        if conn == HELD {
+            METRICS.payments_held.inc();
+        } else {
+            METRICS.payments_forwarded.inc();
         }
-        true
+    }
+
+    /// True if no more payments may be accepted for other owners (`MAX_HANDED_OFF`).
+    pub fn handed_off_full(&self) -> bool {
+        lock(&self.shared.forwarded).len() >= MAX_HANDED_OFF
+    }
+
+    /// Payments accepted here for an owner that is not linked (or not known), or that
+    /// its owner sent back, and the age in ms of the oldest: what an owner that never comes back leaves unpaid.
+    pub fn held(&self) -> (usize, u64) {
+        // Not under `links`: `hand_off` takes `forwarded`, then `links`.
+        let linked = self.linked_peers();
+        let pending = lock(&self.shared.forwarded);
+        let now = crate::time::mono_ms();
+        let held = pending.iter().filter(|(id, p)| {
+            let on_link = p.conn != HELD && p.owner.is_some_and(|o| linked.contains(&o));
+            !on_link && !self.shared.ledger.contains(id)
+        });
+        held.fold((0, 0), |(n, oldest), (_, p)| {
+            (n + 1, oldest.max(now.saturating_sub(p.since_ms)))
+        })
     }
 
     /// Shares a health reading with every linked peer.
@@ -532,6 +731,9 @@ pub(crate) fn test_shared(id: u32, token: &str) -> Arc<Shared> {
         fn on_forwarded(&self, _: Payment) -> bool {
             true
         }
+        fn pay_here(&self, _: Payment) {}
+        fn handed_over(&self, _: &[CorrelationId]) {}
+        fn on_member(&self, _: u32) {}
         fn on_purge(&self) {}
     }
     Arc::new(Shared::new(
@@ -541,5 +743,7 @@ pub(crate) fn test_shared(id: u32, token: &str) -> Arc<Shared> {
         Arc::new(Ledger::new()),
         Arc::new(InFlight::new()),
         Arc::new(Nop),
+        &[],
+        2,
     ))
 }

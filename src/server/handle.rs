@@ -111,13 +111,7 @@ fn payment(req: &Request<'_>, app: &App, out: &mut Vec<u8>) {
         accepted_ms: mono_ms(),
         pin: None,
     };
-    if !app.cluster.owns(&id) && app.cluster.forward(p) {
-        METRICS.payments_forwarded.inc();
-        METRICS.payments_accepted.inc();
-        out.extend_from_slice(http::ACCEPTED);
-        return;
-    }
-    match app.intake.submit_unwoken(p) {
+    match app.cluster.admit(&app.intake, p) {
         Ok(new) => {
             if new == Accepted::Duplicate {
                 METRICS.payments_duplicate.inc();
@@ -257,6 +251,10 @@ fn metrics_page(app: &App, out: &mut Vec<u8>) {
         park_wakeups: app.router.wakeups(),
         lag: app.cluster.replication_lag(),
         conflicts: app.cluster.conflicts(),
+        held: {
+            let (n, oldest_ms) = app.cluster.held();
+            (n as u64, oldest_ms)
+        },
     };
     let mut body = Vec::with_capacity(16 * 1024);
     metrics::render(&METRICS, &live, &mut body);

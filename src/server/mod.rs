@@ -29,20 +29,21 @@ use handle::{handle_requests, write_summary};
 use crate::config::Config;
 use crate::http::{self, Limits};
 use crate::inflight::InFlight;
-use crate::intake::Intake;
+use crate::intake::{Accepted, Intake, QueueFull};
 use crate::ledger::Ledger;
 use crate::metrics::{LingerEnd, METRICS};
-use crate::payment::{CorrelationId, Payment};
+use crate::payment::Payment;
 use crate::peer::Cause;
 use crate::router::Router;
 use crate::time::mono_ms;
 
 /// What the server needs from the other instances (implemented by `peer::Peers`).
 pub trait Cluster: Send + Sync {
-    /// True if this instance pays `id` (owner-by-hash); others forward to the owner.
-    fn owns(&self, id: &CorrelationId) -> bool;
-    /// Hands `p` to its owner; false if the owner is unreachable (pay it here).
-    fn forward(&self, p: Payment) -> bool;
+    /// Admits a new payment through the intake's gate: queued here if this instance
+    /// owns its id, else handed to its owner (forwarded, or held until it links).
+    fn admit(&self, intake: &Intake, p: Payment) -> Result<Accepted, QueueFull> {
+        intake.submit_unwoken(p)
+    }
     fn purge_all(&self);
     /// Starts a summary barrier; the returned probe turns true once every reachable
     /// peer has settled and sent its records up to `to_us`, or at `deadline`.
@@ -69,6 +70,10 @@ pub trait Cluster: Send + Sync {
     fn conflict(&self) -> Option<Cause> {
         None
     }
+    /// Payments held now for an unlinked owner, and the age (ms) of the oldest.
+    fn held(&self) -> (usize, u64) {
+        (0, 0)
+    }
     /// Which misconfigurations were seen lately, by `Cause` index.
     fn conflicts(&self) -> [bool; Cause::ALL.len()] {
         [false; Cause::ALL.len()]
@@ -79,12 +84,6 @@ pub trait Cluster: Send + Sync {
 pub struct Standalone;
 
 impl Cluster for Standalone {
-    fn owns(&self, _: &CorrelationId) -> bool {
-        true
-    }
-    fn forward(&self, _: Payment) -> bool {
-        false
-    }
     fn purge_all(&self) {}
     fn barrier(&self, _: Option<i64>, _: Instant) -> Box<dyn Fn() -> bool + Send> {
         Box::new(|| true)

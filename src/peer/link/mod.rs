@@ -100,6 +100,9 @@ pub(crate) struct Conn {
     /// How far into our log (of `Ledger::epoch`) the writer has written to this peer;
     /// `u64::MAX` until the peer said where to start (`Want`).
     sent: AtomicU64,
+    /// The peer sent a forward back (its queue was full): the writer sends its held
+    /// forwards again at its next tick (`PING_EVERY`), not at once.
+    bounced: AtomicBool,
 }
 
 impl Conn {
@@ -225,6 +228,7 @@ fn register(s: &Shared, c: &Arc<Conn>) -> bool {
     if let Some(old) = old {
         close(s, &old, "replaced by a newer link");
     }
+    s.learn(c.peer);
     let dir = if c.outbound { "dialed" } else { "accepted" };
     eprintln!("peer: linked with instance {} ({dir})", c.peer);
     METRICS.peer_links_established.inc();
@@ -245,6 +249,7 @@ fn run_conn(s: &Arc<Shared>, stream: Stream, mut rd: FrameReader, h: Hello, outb
         cv: Condvar::new(),
         closed: AtomicBool::new(false),
         sent: AtomicU64::new(u64::MAX),
+        bounced: AtomicBool::new(false),
     });
     {
         let mut conns = lock(&s.conns);

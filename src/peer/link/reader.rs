@@ -1,14 +1,15 @@
 //! The reader side of a link: frames in, applied to this instance.
 
 use std::io::{self, Read};
+use std::sync::atomic::Ordering;
 
-use super::super::codec::{self, Forwarded, Frame, FrameError, LogPos};
+use super::super::codec::{self, Frame, FrameError, LogPos};
 use super::super::net::{Input, Stream};
-use super::super::{lock, RecvState, Shared};
+use super::super::{lock, payment_of, RecvState, Shared};
 use super::handshake::Hello;
 use super::{Conn, SILENCE};
 use crate::metrics::METRICS;
-use crate::payment::{Payment, Record};
+use crate::payment::Record;
 
 /// Buffers one connection's input; `buf[start..end]` holds unconsumed bytes that begin
 /// at a frame boundary. Never grows: a frame is at most `HEADER + MAX_FRAME` bytes.
@@ -112,6 +113,7 @@ impl Shared {
             st.have = st.have.max(start.saturating_add(records.len() as u64));
         }
         drop(recv);
+        self.handed_over(records);
         self.barrier_progress();
     }
 
@@ -155,15 +157,6 @@ impl Shared {
     }
 }
 
-pub(super) fn payment_of(f: &Forwarded) -> Payment {
-    Payment {
-        id: f.id,
-        cents: f.cents,
-        accepted_ms: crate::time::mono_ms().saturating_sub(u64::from(f.age_ms)),
-        pin: None,
-    }
-}
-
 /// Handles one frame from the peer; an error closes the link.
 fn dispatch(s: &Shared, c: &Conn, f: Frame) -> Result<(), String> {
     match f {
@@ -195,10 +188,8 @@ fn dispatch(s: &Shared, c: &Conn, f: Frame) -> Result<(), String> {
             }
         }
         Frame::Bounce(p) => {
-            s.forward_taken_back(&p.id);
-            if !s.events.on_forwarded(payment_of(&p)) {
-                eprintln!("peer: bounced payment {:?} dropped: local queue full", p.id);
-            }
+            s.forward_bounced(&p.id);
+            c.bounced.store(true, Ordering::Release);
         }
         Frame::Ping => {}
     }

@@ -142,6 +142,7 @@ fn conn(id: u64, peer: u32) -> Arc<Conn> {
         cv: Condvar::new(),
         closed: AtomicBool::new(false),
         sent: AtomicU64::new(u64::MAX),
+        bounced: AtomicBool::new(false),
     })
 }
 
@@ -161,9 +162,10 @@ fn a_forward_is_resent_once_per_new_link_and_never_to_its_own() {
     lock(&s.forwarded).insert(
         f.id,
         crate::peer::Pending {
-            owner: 2,
+            owner: Some(2),
             conn: first.id,
             f,
+            since_ms: 0,
         },
     );
     // `forward` handed it to `first` after it was registered, before its resend ran.

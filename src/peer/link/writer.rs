@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use super::super::codec::{self, Forwarded, Frame, LogPos, MAX_BATCH};
 use super::super::net::Stream;
 use super::super::{lock, Shared};
-use super::reader::payment_of;
 use super::{close, Conn, PendingAck, FLUSH_AT, LINGER, PING_EVERY};
 use crate::metrics::METRICS;
 
@@ -64,6 +63,7 @@ pub(super) fn writer(s: &Shared, c: &Conn, mut stream: Stream) {
     let mut waiting: Vec<PendingAck> = Vec::new();
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut last_write = Instant::now();
+    let mut last_resend = Instant::now();
     while let Some(work) = c.take_work(if waiting.is_empty() {
         PING_EVERY
     } else {
@@ -86,6 +86,11 @@ pub(super) fn writer(s: &Shared, c: &Conn, mut stream: Stream) {
             codec::encode(f, &mut buf);
         }
         let now = Instant::now();
+        if now.duration_since(last_resend) >= PING_EVERY && c.bounced.swap(false, Ordering::AcqRel)
+        {
+            s.resend_forwards(c.peer, c);
+            last_resend = now;
+        }
         let ready = take_ready(s, &mut waiting, now, pos.is_some());
         if let Some(p) = pos.as_mut() {
             if let Err(e) = flush_records(s, p, &mut buf, &mut stream) {
@@ -115,21 +120,13 @@ pub(super) fn writer(s: &Shared, c: &Conn, mut stream: Stream) {
     }
     // What this link wrote may never have been read (the peer closes its end of a
     // replaced link too): it stays in `forwarded` and goes again on the owner's next
-    // link (who ignores what it has); paying it here could pay it twice. If that link
-    // is up already, its own resend may have run before this writer stopped: resend.
-    // Forwards still queued never left: paid here.
+    // link (who ignores what it has). Forwards still queued never left: held again.
+    // Neither is ever paid here: only the owner pays. If the next link is up already,
+    // its own resend may have run before this writer stopped: resend.
+    let queued = std::mem::take(&mut lock(&c.out).forwards);
+    s.forwards_unsent(queued.iter().map(|f| f.id));
     if let Some(next) = s.link_to(c.peer).filter(|n| n.id != c.id) {
         s.resend_forwards(c.peer, &next);
-    }
-    let queued = std::mem::take(&mut lock(&c.out).forwards);
-    for f in queued {
-        s.forward_taken_back(&f.id);
-        if !s.events.on_forwarded(payment_of(&f)) {
-            eprintln!(
-                "peer: undeliverable payment {:?} dropped: local queue full",
-                f.id
-            );
-        }
     }
 }
 
