@@ -243,3 +243,113 @@ fn kill_mid_stream() {
     assert_eq!(row.requested, 400);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `n` correlationIds (from `base`) that instance `owner` (1-based) of a 2-mesh owns.
+fn owned_by(owner: usize, n: usize, base: u64) -> Vec<String> {
+    (base..)
+        .map(uuid)
+        .filter(|id| {
+            let cid = rinha::payment::CorrelationId::parse(id.as_bytes()).expect("uuid");
+            cid.owner_hash() % 2 == owner as u64 - 1
+        })
+        .take(n)
+        .collect()
+}
+
+/// Regression (issue 17): 50 payments owned by instance 2, posted to instance 1
+/// (forwarded), with default failing slowly; instance 2 `kill -9`'d with them open in
+/// its journal, restarted. Its journal's copies (pinned to default) and instance 1's
+/// forwards sent again on the new link were both queued: each was paid on fallback and
+/// on default, 50 of 50. Now the journal is replayed before the link starts and the
+/// gate refuses the second copy.
+#[test]
+fn forwards_sent_again_to_an_owner_restarted_from_its_journal_are_paid_once() {
+    let (d, f) = processors();
+    let (dir, journals) = journal_paths("resent", 2);
+    let extra = ["--workers", "8", "--max-defer-ms", "2000"];
+    let (mut nodes, ports) = mesh(d.port, f.port, 2, &extra, &journals);
+    set_failure(&d, true);
+    set_delay(&d, 2000);
+    let from = now_ms();
+    let ids = owned_by(2, 50, 17_000_000);
+    let mut c = Client::new(nodes[0].port);
+    for id in &ids {
+        assert_eq!(c.pay(id, "19.90"), 202);
+    }
+    thread::sleep(Duration::from_millis(1000));
+    nodes[1].child.kill().expect("kill -9");
+    let _ = nodes[1].child.wait();
+    thread::sleep(Duration::from_millis(500));
+    nodes[1] = mesh_node(d.port, f.port, 2, &ports, &extra, &journals);
+    wait_linked(&nodes[1], 1, LONG);
+    // Past --max-defer-ms: a copy that may use fallback goes there now.
+    thread::sleep(Duration::from_millis(4000));
+    set_failure(&d, false);
+    set_delay(&d, 0);
+    let mut posted = Posted {
+        accepted: ids,
+        ..Posted::default()
+    };
+    let nodes: Vec<&Proc> = nodes.iter().collect();
+    let row = check(
+        "forwards sent again to an owner restarted from its journal",
+        &nodes,
+        &d,
+        &f,
+        from,
+        &mut posted,
+    );
+    assert_eq!(row.requested, 50);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Regression (issue 17, behind nginx): a client posts an id to its owner, which
+/// journals it and is `kill -9`'d before paying it; the client's retry reaches the other
+/// instance (nginx's next upstream), which used to pay it as the owner of everything
+/// while alone, and the restarted owner paid its journal's copy on the other processor.
+/// Now the survivor holds the retry for the owner: one payment.
+#[test]
+fn a_retry_to_the_survivor_while_the_owner_is_down_is_paid_once() {
+    let (d, f) = processors();
+    let (dir, journals) = journal_paths("retry", 2);
+    let extra = ["--workers", "8", "--max-defer-ms", "1000"];
+    let (mut nodes, ports) = mesh(d.port, f.port, 2, &extra, &journals);
+    set_failure(&d, true);
+    let from = now_ms();
+    let ids = owned_by(2, 30, 17_500_000);
+    let mut c = Client::new(nodes[1].port);
+    for id in &ids {
+        assert_eq!(c.pay(id, "19.90"), 202);
+    }
+    nodes[1].child.kill().expect("kill -9");
+    let _ = nodes[1].child.wait();
+    let mut c = Client::new(nodes[0].port);
+    for id in &ids {
+        assert_eq!(c.pay(id, "19.90"), 202, "the retry is accepted");
+    }
+    let held = || series(&metrics_text(nodes[0].port), "rinha_payments_held_now");
+    let end = Instant::now() + LONG;
+    while held() != Some(ids.len() as f64) {
+        assert!(Instant::now() < end, "not held for the owner: {:?}", held());
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(2000));
+    set_failure(&d, false);
+    nodes[1] = mesh_node(d.port, f.port, 2, &ports, &extra, &journals);
+    wait_linked(&nodes[1], 1, LONG);
+    let mut posted = Posted {
+        accepted: ids,
+        ..Posted::default()
+    };
+    let nodes: Vec<&Proc> = nodes.iter().collect();
+    let row = check(
+        "a retry to the survivor while the owner is down",
+        &nodes,
+        &d,
+        &f,
+        from,
+        &mut posted,
+    );
+    assert_eq!(row.requested, 30);
+    let _ = std::fs::remove_dir_all(&dir);
+}
