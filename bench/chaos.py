@@ -277,6 +277,8 @@ def figures(posts, stores):
     statuses = {}
     for p in posts:
         key = "no answer" if p["status"] is None else str(p["status"])
+        if p["error"] and p["error"] != "refused":
+            key += f" ({p['error']})"
         statuses[key] = statuses.get(key, 0) + 1
     return {"posts": len(posts), "ids": len({p["id"] for p in posts}), "statuses": statuses,
             "stored": {name: len(s) for name, s in stores.items()}}

@@ -24,7 +24,7 @@ def iso(t):
 
 def verdict(posts, stores, summaries, exits):
     """{check: [offence, ...]} for every check in CHECKS (empty list: passed).
-    posts: [{id, amount, status}] (status None: no answer); stores: {processor: {id: amount}}
+    posts: [{id, amount, status}] (status None: no answer; "refused": never sent); stores: {processor: {id: amount}}
     holding only ids found; summaries: [{instance, window, backend, processors}] with
     {processor: (count, amount)} each; exits: ["api2 exited with 101 at +12.3s", ...]."""
     by_id = {}
@@ -169,6 +169,7 @@ def self_test():
         {"id": ids[1], "amount": "1.05", "status": None},
         {"id": ids[2], "amount": "3.00", "status": None},  # no answer, stored: allowed
         {"id": ids[3], "amount": "4.00", "status": 503},  # refused, not stored: clean
+        {"id": ids[6], "amount": "7.00", "status": "refused"},  # never sent, not stored: clean
     ]
     stores = {"default": {ids[0]: "19.9", ids[2]: "3.00"}, "fallback": {ids[1]: "1.05"}}
     sums = [{"instance": "api1", "window": "whole run", "backend": {"default": (2, "22.90"), "fallback": (1, "1.05")},
@@ -186,6 +187,7 @@ def self_test():
     only("paid twice", stores={**stores, "fallback": {ids[1]: "1.05", ids[0]: "19.90"}})
     refused = {"id": ids[5], "amount": "6.00", "status": 500}
     only("paid without a 2xx", posts=posts + [refused], stores={**stores, "default": {**stores["default"], ids[5]: "6"}})
+    only("paid without a 2xx", stores={**stores, "default": {**stores["default"], ids[6]: "7.00"}})
     only("wrong amount", stores={**stores, "fallback": {ids[1]: "1.06"}})
     off_by_one = [{**sums[0], "backend": {"default": (1, "19.90"), "fallback": (1, "1.05")}}]
     only("summary mismatch", sums=off_by_one)

@@ -65,7 +65,8 @@ def repro_plan(instances=2, count=50):
 
 class Load:
     """Sends `jobs` at their times from `threads` workers; `posts` gets one record per
-    POST: id, amount, target, status (None: no answer), sent (epoch s), latency (s)."""
+    POST: id, amount, target, status (an HTTP status; "refused": the connect was refused,
+    so nothing was sent; None: no answer), error, sent (epoch s), latency (s)."""
 
     def __init__(self, jobs, urls, threads=160):
         self.jobs, self.urls, self.threads = jobs, urls, threads
@@ -103,9 +104,12 @@ class Load:
     def _post(client, job):
         body = json.dumps({"correlationId": job.id}).rstrip("}") + f',"amount":{job.amount}}}'
         sent, start = time.time(), time.monotonic()
+        error = None
         try:
             status, _ = client.once("POST", "/payments", body.encode())
-        except Exception:  # noqa: BLE001 — timeout, refused, reset: the client saw no answer
-            status = None
-        return {"id": job.id, "amount": job.amount, "target": job.target, "status": status,
+        except ConnectionRefusedError:
+            status, error = "refused", "refused"  # at connect: the request was never sent
+        except Exception as e:  # noqa: BLE001 — timeout, reset: the client saw no answer
+            status, error = None, type(e).__name__
+        return {"id": job.id, "amount": job.amount, "target": job.target, "status": status, "error": error,
                 "sent": round(sent, 3), "latency": round(time.monotonic() - start, 3)}
