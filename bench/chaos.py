@@ -57,6 +57,17 @@ RATE = 150
 DRAIN_GAUGES = ("rinha_queue_depth", "rinha_payments_in_flight", "rinha_workers_busy", "rinha_router_parked")
 
 
+# Campaigns: (first seed, seed count, instances, nginx, secs, no faults) per row.
+# long: 50 seeds x 45 s for 2 instances and 20 for 3, each with and without nginx
+# (140 runs of ~75 s: about 3 hours). --seeds N sets every row's count, --secs its length.
+CAMPAIGNS = {
+    "ci": [(1, 1, 2, False, 10, True), (1, 1, 2, False, 15, False), (2, 1, 2, True, 15, False),
+           (3, 1, 3, False, 15, False), (4, 1, 3, True, 15, False)],
+    "long": [(1, 50, 2, False, 45, False), (1, 50, 2, True, 45, False),
+             (1, 20, 3, False, 45, False), (1, 20, 3, True, 45, False)],
+}
+
+
 class Interrupted(Exception):
     pass
 
@@ -64,8 +75,9 @@ class Interrupted(Exception):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, help="the run's seed (default: random, printed)")
-    p.add_argument("--seeds", help="a campaign: A-B or A,B,C (one run each)")
-    p.add_argument("--secs", type=float, default=45.0, help="seconds of load and faults [45]")
+    p.add_argument("--seeds", help="one run per seed: A-B, A,B,C or N (1..N)")
+    p.add_argument("--campaign", choices=sorted(CAMPAIGNS), help="a fixed matrix of runs (see CAMPAIGNS)")
+    p.add_argument("--secs", type=float, help="seconds of load and faults [45]")
     p.add_argument("--instances", type=int, choices=(2, 3), default=2)
     p.add_argument("--nginx", action="store_true", help="post through nginx (the project's nginx.conf)")
     p.add_argument("--no-faults", action="store_true", help="the load alone: a clean run must pass")
@@ -84,16 +96,34 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.scenario == "repro":
         args.instances, args.nginx, args.secs = 2, False, 14.0
+    elif args.secs is None and not args.campaign:
+        args.secs = 45.0
     return args
 
 
-def seed_list(args):
-    if args.seeds:
-        if "-" in args.seeds:
-            a, b = args.seeds.split("-", 1)
-            return list(range(int(a), int(b) + 1))
-        return [int(s) for s in args.seeds.split(",")]
-    return [args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1_000_000)]
+def seed_list(spec):
+    """"A-B" -> A..B, "A,B,C" -> those, "N" -> 1..N."""
+    if "-" in spec:
+        a, b = spec.split("-", 1)
+        return list(range(int(a), int(b) + 1))
+    if "," in spec:
+        return [int(s) for s in spec.split(",")]
+    return list(range(1, int(spec) + 1))
+
+
+def plans(args):
+    """[(args of a run, its seeds)]: one row, or a campaign's rows with --seeds/--secs applied."""
+    if not args.campaign:
+        if args.seeds:
+            return [(args, seed_list(args.seeds))]
+        return [(args, [args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1_000_000)])]
+    rows = []
+    for first, count, instances, nginx, secs, quiet in CAMPAIGNS[args.campaign]:
+        row = argparse.Namespace(**{**vars(args), "instances": instances, "nginx": nginx,
+                                    "secs": args.secs or secs, "no_faults": quiet})
+        seeds = seed_list(args.seeds) if args.seeds else list(range(first, first + count))
+        rows.append((row, seeds))
+    return rows
 
 
 def replay_line(args, seed):
@@ -144,10 +174,17 @@ class Run:
             os.chmod(run_dir, 0o755)
             cluster = Cluster(args, self.out, run_dir)
             try:
-                cluster.start()
+                cluster.start(lambda: self._setup(cluster, events))
                 return self._campaign(cluster, events, jobs)
             finally:
                 cluster.shutdown()
+
+    def _setup(self, cluster, events):
+        """The events dated before the load (t < 0), applied before the instances start."""
+        for e in events:
+            if e.t < 0:
+                chaos_schedule.apply(cluster, e)
+                self.log(f"[chaos] {chaos_schedule.describe(e)}")
 
     def _campaign(self, cluster, events, jobs):
         urls = {inst.name: inst.url for inst in cluster.instances}
@@ -202,6 +239,8 @@ class Run:
         lines = [f"seed {self.seed}; replay: {replay_line(self.args, self.seed)}"]
         for e in events:
             state = "applied" if id(e) in applied else "not applied (after the load: undone by the heal)"
+            if e.t < 0:
+                state = "applied before the instances started"
             if applied.get(id(e)):
                 state = f"FAILED: {applied[id(e)]}"
             lines.append(f"{chaos_schedule.describe(e)}  [{state}]")
@@ -324,13 +363,14 @@ def main(argv=None):
         return 0
     signal.signal(signal.SIGALRM, _raise)
     signal.signal(signal.SIGTERM, _raise)
-    rows = [run_seed(args, seed) for seed in seed_list(args)]
+    rows = [(row, run_seed(row, seed)) for row, seeds in plans(args) for seed in seeds]
     if len(rows) > 1:
-        print(f"\n[chaos] campaign: {len(rows)} seeds, {sum(bad for _, bad, _ in rows)} failed "
-              f"({args.instances} instances, nginx {'on' if args.nginx else 'off'}, {args.secs:g} s)")
-        for _, _, line in rows:
-            print(f"  {line}")
-    return 1 if any(bad for _, bad, _ in rows) else 0
+        failed = sum(bad for _, (_, bad, _) in rows)
+        print(f"\n[chaos] campaign: {len(rows)} runs, {failed} failed")
+        for row, (_, _, line) in rows:
+            quiet = ", no faults" if row.no_faults else ""
+            print(f"  {row.instances} instances, nginx {'on ' if row.nginx else 'off'}, {row.secs:g} s{quiet}: {line}")
+    return 1 if any(bad for _, (_, bad, _) in rows) else 0
 
 
 if __name__ == "__main__":

@@ -50,12 +50,14 @@ class Cluster:
 
     # ---- start and stop
 
-    def start(self):
+    def start(self, before_instances=lambda: None):
+        """Processors, then `before_instances()`, then the instances (linked), then nginx."""
         for name, fee in PROCESSORS.items():
             port = self.processors[name]
             argv = [self.args.processor_bin, "--listen", f"127.0.0.1:{port}", "--fee", fee, "--token", TOKEN]
             p = self.sup.start(f"pp-{name}", argv, self._log(f"pp-{name}"))
             procs.wait_tcp(port, p)
+        before_instances()
         self.instances = self._instances()
         for inst in self.instances:
             self._spawn(inst)

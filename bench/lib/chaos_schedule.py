@@ -10,7 +10,7 @@ import threading
 import time
 from collections import namedtuple
 
-# t: seconds after the load starts; target: instance id, (i, j) link, or processor name.
+# t: seconds after the load starts (< 0: before the instances start); target: instance id, (i, j) link, or processor name.
 Event = namedtuple("Event", "t action target value")
 
 PROCESSORS = ("default", "fallback")
@@ -67,12 +67,13 @@ def _window(rng, t, span, busy, resources, start, end, targets):
 
 
 def repro():
-    """Issue 17's minimal repro: default failing with a 2 s delay while 50 payments
+    """Issue 17's minimal repro: default failing with a 2 s delay (from before the
+    instances start) while 50 payments
     owned by api2 are forwarded from api1; api2 is killed at 1 s, restarted at 1.5 s;
     default heals at 13.5 s."""
     return [
-        Event(0.0, "delay", "default", 2000),
-        Event(0.0, "fail", "default", None),
+        Event(-1.0, "delay", "default", 2000),
+        Event(-1.0, "fail", "default", None),
         Event(1.0, "kill", 2, None),
         Event(1.5, "restart", 2, None),
         Event(13.5, "recover", "default", None),
@@ -107,7 +108,7 @@ def apply(cluster, e):
 
 
 class Runner(threading.Thread):
-    """Applies the events due before `until` seconds after `t0`, printing each; stops
+    """Applies the events due from `t0` to `until` seconds after it, printing each; stops
     early when `stop` is set. `done` lists (event, error or None) as applied."""
 
     def __init__(self, cluster, events, t0, until, log):
@@ -117,7 +118,7 @@ class Runner(threading.Thread):
         self.done = []
 
     def run(self):
-        for e in self.events:
+        for e in (e for e in self.events if e.t >= 0):
             if e.t > self.until or self.stop.wait(max(0.0, self.t0 + e.t - time.monotonic())):
                 return
             try:
