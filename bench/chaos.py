@@ -24,7 +24,9 @@ bench/results/chaos-<seed>-<time>/.
 Knobs (make variables in brackets):
   --seed N [SEED]          replay seed N: same faults at the same offsets, same ids and
                            amounts, same targets (default: a random seed, printed)
-  --seeds A-B | A,B,C      a campaign: one run per seed, a table at the end
+  --seeds A-B | A,B,C | N  one run per seed (N: 1..N), a table at the end [SEEDS]
+  --campaign ci|long       the matrices of `make chaos-ci` and `make chaos-long` (CAMPAIGNS;
+                           --seeds and --secs override every row's seeds and length)
   --instances 2|3 [INSTANCES], --nginx [NGINX=1], --secs S [SECS]
   --no-faults              the same load with no faults: must pass clean
   --scenario repro [SCENARIO=repro]  issue 17's fixed repro instead of a random run
@@ -327,9 +329,13 @@ def run_seed(args, seed):
     """One run, bounded by SIGALRM; returns (seed, failed, summary line)."""
     run = Run(args, seed)
     started = time.monotonic()
-    signal.alarm(int(args.secs + args.drain_timeout + 240))
     try:
-        result = run.execute()
+        signal.alarm(int(args.secs + args.drain_timeout + 240))
+        try:
+            result = run.execute()
+        finally:
+            signal.alarm(0)
+        return _verdict(run, seed, result, time.monotonic() - started)
     except Interrupted as e:
         run.log(f"[chaos] interrupted: {e}")
         raise
@@ -337,7 +343,11 @@ def run_seed(args, seed):
         run.log(f"[chaos] seed {seed}: the campaign itself failed: {type(e).__name__}: {e}")
         return seed, True, f"seed {seed}: harness error: {e}"
     finally:
-        signal.alarm(0)
+        run.log_file.close()
+
+
+def _verdict(run, seed, result, took):
+    """Prints the verdict; returns (seed, failed, summary line)."""
     bad = chaos_check.failed(result)
     fig = result["figures"]
     run.log(f"[chaos] seed {seed}: {fig['posts']} POSTs of {fig['ids']} ids, answers {fig['statuses']}, "
@@ -345,10 +355,10 @@ def run_seed(args, seed):
     for line in chaos_check.report(result):
         run.log(line)
     counts = ", ".join(f"{name} {len(result[name])}" for name in chaos_check.CHECKS if result[name])
-    run.log(f"[chaos] seed {seed}: {'FAIL (' + counts + ')' if bad else 'PASS'} in {time.monotonic() - started:.0f} s; "
+    run.log(f"[chaos] seed {seed}: {'FAIL (' + counts + ')' if bad else 'PASS'} in {took:.0f} s; "
             f"results {run.out}")
     if bad:
-        run.log(f"[chaos] replay: {replay_line(args, seed)}")
+        run.log(f"[chaos] replay: {replay_line(run.args, seed)}")
     return seed, bad, f"seed {seed}: {'FAIL ' + counts if bad else 'pass'}"
 
 

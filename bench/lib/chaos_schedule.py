@@ -33,7 +33,10 @@ def generate(seed, secs, instances):
 def _fault(rng, fault, t, instances, busy):
     """Events of one fault at `t`, or none when every candidate target is busy."""
     ids = range(1, instances + 1)
-    free = lambda keys: [k for k in keys if busy.get(k, 0.0) <= t]  # noqa: E731
+
+    def free(keys):
+        return [k for k in keys if busy.get(k, 0.0) <= t]
+
     if fault == "delay":
         return [Event(t, "delay", rng.choice(PROCESSORS), rng.randrange(0, 1501, 10))]
     if fault == "fail_both":
