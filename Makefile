@@ -20,12 +20,23 @@ IMAGE_LOCAL  := target/image-local
 # docker where a Docker engine answers, else podman (evaluated only when used).
 ENGINE        = $(shell docker info >/dev/null 2>&1 && echo docker || \
                   { command -v podman >/dev/null && echo podman || echo docker; })
+# make chaos: SEED=N replays a run; INSTANCES=2|3, NGINX=1, SECS=45, NO_FAULTS=1,
+# SCENARIO=repro (issue 17's fixed repro). chaos-long: SEEDS=N runs per row, SECS.
+SEED         ?=
+INSTANCES    ?= 2
+NGINX        ?= 0
+NO_FAULTS    ?= 0
+SECS         ?=
+SEEDS        ?=
+CHAOS_ARGS    = $(if $(SECS),--secs $(SECS)) $(if $(SEEDS),--seeds $(SEEDS))
+# Upper bound of one `make chaos` / `make chaos-ci` (seconds); each run also has its own.
+CHAOS_TIMEOUT ?= 900
 # Upper bound of `make compose-test` (seconds); it stops what it started on the way out.
 COMPOSE_TEST_TIMEOUT ?= 900
 
 .PHONY: help build static image image-local test check ci run compose-up compose-down \
         compose-test bench \
-        bench-setup bench-smoke flame fuzz fmt lint clean faults-long
+        bench-setup bench-smoke flame fuzz fmt lint clean faults-long chaos chaos-ci chaos-long
 
 help:
 	@echo "build        cargo build --release (rinha + processor emulator)"
@@ -44,6 +55,10 @@ help:
 	@echo "fuzz         each cargo-fuzz target for \$$FUZZ_SECS [60] seconds (nightly)"
 	@echo "fmt | lint | clean"
 	@echo "faults-long  the long fault tests (5x load, 10,000 idle connections): docs/RELIABILITY.md"
+	@echo "chaos        one seeded fault run (bench/chaos.py): SEED=N INSTANCES=2|3 NGINX=1 SECS=45"
+	@echo "             NO_FAULTS=1 SCENARIO=repro -> bench/results/chaos-<seed>-.../"
+	@echo "chaos-ci     a quiet run + 4 seeds x 15 s (2/3 instances, with/without nginx), ~3 min"
+	@echo "chaos-long   50 seeds x 45 s for 2 instances, 20 for 3, each with and without nginx (~3 h)"
 
 build:
 	$(CARGO) build --release --locked
@@ -136,3 +151,16 @@ clean:
 faults-long:
 	ulimit -n $$(ulimit -Hn) && $(CARGO) test --release --test faults -- --ignored \
 	    --test-threads=1 --nocapture
+
+# Seeded fault campaigns (bench/chaos.py; its docstring lists the knobs). A failed run
+# prints the `make chaos SEED=...` line that replays it.
+chaos: build bench-setup
+	timeout --kill-after=30 $(CHAOS_TIMEOUT) $(PYTHON) bench/chaos.py $(CHAOS_ARGS) \
+	    $(if $(SEED),--seed $(SEED)) --instances $(INSTANCES) $(if $(filter 1,$(NGINX)),--nginx) \
+	    $(if $(filter 1,$(NO_FAULTS)),--no-faults) $(if $(filter repro,$(SCENARIO)),--scenario repro)
+
+chaos-ci: build bench-setup
+	timeout --kill-after=30 $(CHAOS_TIMEOUT) $(PYTHON) bench/chaos.py --campaign ci $(CHAOS_ARGS)
+
+chaos-long: build bench-setup
+	$(PYTHON) bench/chaos.py --campaign long $(CHAOS_ARGS)

@@ -40,24 +40,30 @@ class Client:
         return status, parsed
 
     def raw(self, method, path, body=None):
-        """Returns (status, body bytes)."""
+        """Returns (status, body bytes); a dropped keep-alive connection is retried once."""
         payload = None if body is None else json.dumps(body).encode()
+        for attempt in (0, 1):
+            try:
+                return self.once(method, path, payload)
+            except (OSError, http.client.HTTPException):
+                if attempt:
+                    raise
+
+    def once(self, method, path, payload=None):
+        """One attempt, never repeated: (status, body bytes), or the connection error
+        (the connection is then closed). For POSTs whose every copy the caller must see."""
         headers = {"Host": "localhost", **self.headers}
         if payload is not None:
             headers["Content-Type"] = "application/json"
-        for attempt in (0, 1):
-            if self.conn is None:
-                self.conn = self._connect()
-            try:
-                self.conn.request(method, path, body=payload, headers=headers)
-                resp = self.conn.getresponse()
-                data = resp.read()
-                break
-            except (OSError, http.client.HTTPException):
-                self.close()
-                if attempt:
-                    raise
-        return resp.status, data
+        if self.conn is None:
+            self.conn = self._connect()
+        try:
+            self.conn.request(method, path, body=payload, headers=headers)
+            resp = self.conn.getresponse()
+            return resp.status, resp.read()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
 
     def get(self, path):
         return self.request("GET", path)
