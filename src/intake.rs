@@ -351,6 +351,69 @@ mod tests {
         assert_eq!(intake.submit(pay(1)), Ok(Accepted::New));
     }
 
+    /// Every way a payment enters an instance (`Forward`: what a peer's forward, or
+    /// one sent again, does; `Recorded`: a record, own or a peer's, reaching the ledger).
+    #[derive(Clone, Copy, Debug)]
+    enum Entry {
+        Post,
+        Forward,
+        Replay,
+        ReplayPinned,
+        ForOwner,
+        ReplayForOwner,
+        Recorded,
+    }
+
+    const ENTRIES: [Entry; 7] = [
+        Entry::Post,
+        Entry::Forward,
+        Entry::Replay,
+        Entry::ReplayPinned,
+        Entry::ForOwner,
+        Entry::ReplayForOwner,
+        Entry::Recorded,
+    ];
+
+    /// Lets `p` in through `e`; returns how many copies it handed to another owner.
+    fn enter(intake: &Intake, ledger: &Ledger, e: Entry, p: Payment) -> usize {
+        let mut handed = 0;
+        match e {
+            Entry::Post => drop(intake.submit_unwoken(p)),
+            Entry::Forward => drop(intake.submit(p)),
+            Entry::Replay => drop(intake.resume(p)),
+            Entry::ReplayPinned => drop(intake.resume(Payment {
+                pin: Some(crate::payment::Processor::Default),
+                ..p
+            })),
+            Entry::ForOwner => drop(intake.admit_for_owner(p, |_| handed += 1)),
+            Entry::ReplayForOwner => drop(intake.resume_for_owner(p, |_| handed += 1)),
+            Entry::Recorded => drop(ledger.insert(crate::payment::Record {
+                id: p.id,
+                requested_at_us: 0,
+                cents: p.cents,
+                processor: crate::payment::Processor::Fallback,
+            })),
+        }
+        handed
+    }
+
+    /// Each pair of entries, in both orders (and each twice): one copy goes on, to the
+    /// queue or to its owner, and none if the payment was recorded first.
+    #[test]
+    fn every_pair_of_entries_in_either_order_lets_one_copy_through() {
+        for a in ENTRIES {
+            for b in ENTRIES {
+                let ledger = Arc::new(Ledger::new());
+                let intake = Intake::new(8, None, Arc::new(Pacer::new(0, 1)), ledger.clone());
+                let p = pay(9);
+                let handed = enter(&intake, &ledger, a, p) + enter(&intake, &ledger, b, p);
+                let copies = intake.queued() + handed;
+                let expected = usize::from(!matches!(a, Entry::Recorded));
+                assert_eq!(copies, expected, "{a:?} then {b:?}");
+            }
+        }
+    }
+
     fn idle_workers(intake: &Intake) -> usize {
         intake.idle.lock().len()
     }

@@ -313,9 +313,13 @@ impl Shared {
                         Owner::Unknown => None,
                     };
                 }
-                if p.owner == Some(owner) && p.conn != c.id && c.push_forward(p.f) {
-                    p.conn = c.id;
-                    again += 1;
+                if p.owner == Some(owner) && p.conn != c.id {
+                    if c.push_forward(p.f) {
+                        p.conn = c.id;
+                        again += 1;
+                    } else {
+                        c.owe_resend();
+                    }
                 }
             }
             let ours: Vec<Pending> = ours.iter().filter_map(|id| pending.remove(id)).collect();
@@ -590,10 +594,14 @@ impl Peers {
                 s.events.pay_here(p);
                 return;
             }
-            Owner::Peer(o) => {
-                let link = s.link_to(o).filter(|c| c.push_forward(f));
-                (Some(o), link.map_or(HELD, |c| c.id))
-            }
+            Owner::Peer(o) => match s.link_to(o) {
+                Some(c) if c.push_forward(f) => (Some(o), c.id),
+                Some(c) => {
+                    c.owe_resend();
+                    (Some(o), HELD)
+                }
+                None => (Some(o), HELD),
+            },
             Owner::Unknown => (None, HELD),
         };
         pending.insert(

@@ -100,9 +100,9 @@ pub(crate) struct Conn {
     /// How far into our log (of `Ledger::epoch`) the writer has written to this peer;
     /// `u64::MAX` until the peer said where to start (`Want`).
     sent: AtomicU64,
-    /// The peer sent a forward back (its queue was full): the writer sends its held
-    /// forwards again at its next tick (`PING_EVERY`), not at once.
-    bounced: AtomicBool,
+    /// Forwards for this peer are held with its link up (the peer's queue or ours was
+    /// full): the writer sends them again at its next tick (`PING_EVERY`), not at once.
+    resend_due: AtomicBool,
 }
 
 impl Conn {
@@ -140,6 +140,11 @@ impl Conn {
         drop(o);
         self.cv.notify_one();
         true
+    }
+
+    /// Held forwards for this peer wait for the writer's next tick.
+    pub fn owe_resend(&self) {
+        self.resend_due.store(true, Ordering::Release);
     }
 
     fn push_barrier(&self, id: u64, to_us: Option<i64>, wait_ms: u32) {
@@ -249,7 +254,7 @@ fn run_conn(s: &Arc<Shared>, stream: Stream, mut rd: FrameReader, h: Hello, outb
         cv: Condvar::new(),
         closed: AtomicBool::new(false),
         sent: AtomicU64::new(u64::MAX),
-        bounced: AtomicBool::new(false),
+        resend_due: AtomicBool::new(false),
     });
     {
         let mut conns = lock(&s.conns);

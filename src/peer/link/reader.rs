@@ -1,7 +1,6 @@
 //! The reader side of a link: frames in, applied to this instance.
 
 use std::io::{self, Read};
-use std::sync::atomic::Ordering;
 
 use super::super::codec::{self, Frame, FrameError, LogPos};
 use super::super::net::{Input, Stream};
@@ -189,7 +188,7 @@ fn dispatch(s: &Shared, c: &Conn, f: Frame) -> Result<(), String> {
         }
         Frame::Bounce(p) => {
             s.forward_bounced(&p.id);
-            c.bounced.store(true, Ordering::Release);
+            c.owe_resend();
         }
         Frame::Ping => {}
     }

@@ -142,7 +142,7 @@ fn conn(id: u64, peer: u32) -> Arc<Conn> {
         cv: Condvar::new(),
         closed: AtomicBool::new(false),
         sent: AtomicU64::new(u64::MAX),
-        bounced: AtomicBool::new(false),
+        resend_due: AtomicBool::new(false),
     })
 }
 

@@ -86,7 +86,8 @@ pub(super) fn writer(s: &Shared, c: &Conn, mut stream: Stream) {
             codec::encode(f, &mut buf);
         }
         let now = Instant::now();
-        if now.duration_since(last_resend) >= PING_EVERY && c.bounced.swap(false, Ordering::AcqRel)
+        if now.duration_since(last_resend) >= PING_EVERY
+            && c.resend_due.swap(false, Ordering::AcqRel)
         {
             s.resend_forwards(c.peer, c);
             last_resend = now;
