@@ -206,6 +206,7 @@ fn health(app: &App, out: &mut Vec<u8>) {
     field(&mut b, "records", app.ledger.len() as u64);
     field(&mut b, "peers", app.cluster.linked() as u64);
     field(&mut b, "unreplicated", app.cluster.unreplicated());
+    field(&mut b, "heldForOwners", app.cluster.held().0 as u64);
     for p in Processor::ALL {
         b.extend_from_slice(b",\"");
         b.extend_from_slice(p.name().as_bytes());
