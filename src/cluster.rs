@@ -26,6 +26,10 @@ impl Cluster for Peers {
         Peers::held(self)
     }
 
+    fn members_known(&self) -> bool {
+        Peers::members_known(self)
+    }
+
     fn purge_all(&self) {
         Peers::purge_all(self)
     }

@@ -570,6 +570,12 @@ impl Peers {
         self.shared.owner(id)
     }
 
+    /// True once every member is known: until then no instance can tell who owns what,
+    /// and what it accepts is held.
+    pub fn members_known(&self) -> bool {
+        read(&self.shared.known).len() >= self.shared.expected
+    }
+
     /// True if this instance pays `id`.
     pub fn owns(&self, id: &CorrelationId) -> bool {
         self.owner(id) == Owner::Me

@@ -189,6 +189,10 @@ fn health(app: &App, out: &mut Vec<u8>) {
         b.extend_from_slice(n.format(v).as_bytes());
     };
     match app.cluster.conflict() {
+        None if !app.cluster.members_known() => b.extend_from_slice(
+            b"{\"status\":\"degraded\",\"problem\":\"members_unknown\",\"fix\":\"\
+              not every --peer has linked once: payments are held until they have\"",
+        ),
         None => b.extend_from_slice(b"{\"status\":\"ok\""),
         Some(cause) => {
             b.extend_from_slice(b"{\"status\":\"degraded\",\"problem\":\"");

@@ -70,6 +70,10 @@ pub trait Cluster: Send + Sync {
     fn conflict(&self) -> Option<Cause> {
         None
     }
+    /// True once every member of the cluster is known (who owns what can be told).
+    fn members_known(&self) -> bool {
+        true
+    }
     /// Payments held now for an unlinked owner, and the age (ms) of the oldest.
     fn held(&self) -> (usize, u64) {
         (0, 0)
