@@ -45,16 +45,18 @@ fn main() {
         max_header: cfg.max_header,
         max_body: cfg.max_body,
     };
+    // The intake's gate and the summaries read one ledger, as in `node::build`.
+    let ledger = Arc::new(Ledger::new());
     let intake = Arc::new(Intake::new(
         BATCH * 2,
         None,
         Arc::new(Pacer::new(0, 1)),
-        Arc::new(Ledger::new()),
+        ledger.clone(),
     ));
     let mut outlet = intake.outlet();
     let app = App {
         intake: intake.clone(),
-        ledger: Arc::new(Ledger::new()),
+        ledger,
         inflight: Arc::new(InFlight::new()),
         router: Arc::new(Router::new(cfg.router.clone())),
         cluster: Arc::new(Standalone),
