@@ -30,9 +30,9 @@ need python3-venv "bench/.venv for k6 and the bench scripts" \
     python3 -c 'import ensurepip, venv'
 
 if ((${#missing[@]})); then
-    export DEBIAN_FRONTEND=noninteractive
     as_root apt-get update -qq
-    as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     echo "test-deps: installed ${missing[*]}"
 else
     echo "test-deps: Debian packages present (gcc, libc6-dev, nginx, prometheus, python3-venv, ...)"
