@@ -195,8 +195,8 @@ fn journal_paths(tag: &str, n: usize) -> (std::path::PathBuf, Vec<String>) {
 }
 
 /// `kill -9` of instance 2 of a journaled mesh while payments flow round robin (with a
-/// delay, so some are in flight): the poster moves to instance 1 while 2 is down,
-/// instance 2 restarts with the same flags and journal. Every 202 is paid exactly once
+/// delay, so some are in flight): the poster moves to instance 1 while 2 is down (which
+/// holds instance 2's payments for it), instance 2 restarts with the same flags and journal. Every 202 is paid exactly once
 /// and both summaries equal the processors'. (A forward written to instance 2 and never
 /// read is sent again when it links back: this lost a payment in about 1 run in 2
 /// before forwards were kept until recorded.)
