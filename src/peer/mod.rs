@@ -10,6 +10,7 @@ pub mod codec;
 mod conflict;
 mod link;
 mod net;
+mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -93,6 +94,8 @@ pub(crate) struct Shared {
     forwarded: Mutex<HashMap<CorrelationId, Pending>>,
     /// Handshake refusals that retrying cannot fix (see `conflict`).
     conflicts: conflict::Conflicts,
+    /// Mutual TLS on TCP links (`--peer-tls-*`), set by `Peers::start`.
+    tls: Option<tls::PeerTls>,
 }
 
 /// A forward handed to a link and not yet recorded here.
@@ -149,6 +152,7 @@ impl Shared {
             on_barrier_progress: OnceLock::new(),
             forwarded: Mutex::new(HashMap::new()),
             conflicts: conflict::Conflicts::default(),
+            tls: None,
         }
     }
 
@@ -298,14 +302,17 @@ impl Peers {
             .map_or(1, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id()).rotate_left(32);
         let token = cfg.peer_token.as_bytes().to_vec();
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             cfg.instance_id,
             incarnation,
             token,
             ledger,
             inflight,
             events,
-        ));
+        );
+        let tls = cfg.peer_tls.as_ref().map(tls::PeerTls::load).transpose();
+        shared.tls = tls.map_err(std::io::Error::other)?;
+        let shared = Arc::new(shared);
         let mut threads = Vec::new();
         let mut listen = None;
         if let Some(addr) = &cfg.peer_listen {
