@@ -106,7 +106,8 @@ impl Pump {
             if tcp_ready && tcp_in {
                 self.read_tcp()?;
             }
-            if local_ready && local_in {
+            // Once TCP is done (a fatal alert, say), rustls takes no more plaintext.
+            if local_ready && local_in && !self.tcp_done {
                 self.read_local()?;
             }
         }
