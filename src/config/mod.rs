@@ -481,6 +481,7 @@ mod tests {
             &[
                 ("RINHA_PEERS", "a:1, unix:/tmp/p"),
                 ("RINHA_PEER_TOKEN", "s"),
+                ("RINHA_PEER_PLAINTEXT", "1"),
             ],
         )
         .unwrap();
@@ -601,7 +602,7 @@ mod tests {
 
     #[test]
     fn display_redacts_secrets() {
-        let c = run(&["--peer-token", "hunter2", "--peer", "x:1"], &[]).unwrap();
+        let c = run(&["--peer-token", "hunter2", "--peer", "127.0.0.1:1"], &[]).unwrap();
         let line = c.to_string();
         assert!(!line.contains("hunter2"));
         assert!(line.contains("peer_token=set"));
