@@ -92,7 +92,7 @@ impl PeerTls {
         )
         .build()
         .map_err(|e| ca_err(&e))?;
-        let server = ServerConfig::builder_with_provider(provider.clone())
+        let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(tls13)
             .map_err(|e| e.to_string())?
             .with_client_cert_verifier(Arc::new(verify::Clients(clients)))
@@ -102,13 +102,17 @@ impl PeerTls {
             rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                 .build()
                 .map_err(|e| ca_err(&e))?;
-        let client = ClientConfig::builder_with_provider(provider)
+        let mut client = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(tls13)
             .map_err(|e| e.to_string())?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verify::Servers(servers)))
             .with_client_auth_cert(chain, key)
             .map_err(|e| format!("--peer-tls-cert/--peer-tls-key: {e}"))?;
+        // No resumption: every link checks both certificates in full.
+        server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        server.send_tls13_tickets = 0;
+        client.resumption = rustls::client::Resumption::disabled();
         Ok(PeerTls {
             server: Arc::new(server),
             client: Arc::new(client),
