@@ -400,3 +400,105 @@ fn start_up_refuses_a_plain_link_off_loopback() {
     assert!(err.contains("listening on tcp port"), "{err}");
     assert_eq!(out.status.code(), Some(124), "{err}");
 }
+
+/// `cargo test --release --test peer_tls -- --ignored --nocapture`: record → visible on
+/// the peer and a barrier's round trip, in-process `Peers` over loopback TCP, plain
+/// and TLS (the pump's cost).
+#[test]
+#[ignore]
+fn replication_latency_plain_vs_tls() {
+    use rinha::config::{Addr, Config, PeerTlsFiles};
+    use rinha::inflight::InFlight;
+    use rinha::ledger::Ledger;
+    use rinha::payment::{CorrelationId, Payment, Processor, Record};
+    use rinha::peer::{PeerEvents, Peers};
+    use std::sync::Arc;
+    struct Nop;
+    impl PeerEvents for Nop {
+        fn on_health(&self, _: Processor, _: bool, _: u32) {}
+        fn on_forwarded(&self, _: Payment) -> bool {
+            true
+        }
+        fn on_purge(&self) {}
+    }
+    let dir = certs("latency");
+    let files = |who: &str| PeerTlsFiles {
+        cert: dir
+            .join(format!("{who}.pem"))
+            .to_string_lossy()
+            .into_owned(),
+        key: dir
+            .join(format!("{who}.key"))
+            .to_string_lossy()
+            .into_owned(),
+        ca: dir.join("ca.pem").to_string_lossy().into_owned(),
+    };
+    for with_tls in [false, true] {
+        let start = |id: u32, dial: Vec<Addr>, who: &str| {
+            let cfg = Config {
+                instance_id: id,
+                peer_listen: Some(Addr::Tcp("127.0.0.1:0".into())),
+                peers: dial,
+                peer_token: TOKEN.into(),
+                peer_tls: with_tls.then(|| files(who)),
+                ..Config::default()
+            };
+            let ledger = Arc::new(Ledger::new());
+            let p = Peers::start(
+                &cfg,
+                ledger.clone(),
+                Arc::new(InFlight::new()),
+                Arc::new(Nop),
+            );
+            (p.unwrap(), ledger)
+        };
+        let (a, la) = start(1, Vec::new(), "a");
+        let (b, lb) = start(2, vec![a.listen_addr().unwrap().clone()], "b");
+        let end = Instant::now() + LONG;
+        while a.linked_peers().is_empty() || b.linked_peers().is_empty() {
+            assert!(Instant::now() < end, "no link");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Records linger up to 100 ms for company (link/mod.rs `LINGER`), so the
+        // cost shows in a barrier: a request and its answer, sent at once.
+        let (mut us, mut rtt) = (Vec::new(), Vec::new());
+        for i in 0..2000u32 {
+            let mut id = [0x5au8; 16];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            let t = Instant::now();
+            la.insert(Record {
+                id: CorrelationId(id),
+                requested_at_us: 0,
+                cents: 1990,
+                processor: Processor::Default,
+            });
+            a.notify_record();
+            while !lb.contains(&CorrelationId(id)) {
+                std::thread::yield_now();
+            }
+            us.push(t.elapsed());
+            let t = Instant::now();
+            let w = a.barrier(None, Instant::now() + LONG);
+            while !w.is_done() {
+                std::thread::yield_now();
+            }
+            rtt.push(t.elapsed());
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let name = if with_tls { "tls" } else { "plain" };
+        println!(
+            "barrier round trip {name}: n={} p50={:.0}us p99={:.0}us",
+            rtt.len(),
+            percentile_ms(&mut rtt, 50.0) * 1000.0,
+            percentile_ms(&mut rtt, 99.0) * 1000.0,
+        );
+        let name = if with_tls { "tls" } else { "plain" };
+        println!(
+            "replication {name}: n={} p50={:.0}us p99={:.0}us max={:.0}us",
+            us.len(),
+            percentile_ms(&mut us, 50.0) * 1000.0,
+            percentile_ms(&mut us, 99.0) * 1000.0,
+            percentile_ms(&mut us, 100.0) * 1000.0
+        );
+    }
+}

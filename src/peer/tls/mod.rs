@@ -231,3 +231,69 @@ fn cause_of(e: &Error, handshaking: bool) -> Option<Cause> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use AlertDescription as A;
+
+    #[test]
+    fn causes_from_our_check_and_from_the_peer_alert_agree() {
+        let cert = |c| Error::InvalidCertificate(c);
+        let alert = Error::AlertReceived;
+        let self_signed = CertificateError::Other(rustls::OtherError(Arc::new(verify::SelfSigned)));
+        for (ours, theirs, cause) in [
+            (
+                cert(CertificateError::UnknownIssuer),
+                A::UnknownCA,
+                Cause::TlsUnknownCa,
+            ),
+            (
+                cert(CertificateError::Expired),
+                A::CertificateExpired,
+                Cause::TlsExpired,
+            ),
+            (
+                cert(CertificateError::NotValidForName),
+                A::BadCertificate,
+                Cause::TlsName,
+            ),
+            (
+                cert(self_signed),
+                A::CertificateUnknown,
+                Cause::TlsSelfSigned,
+            ),
+            (
+                Error::NoCertificatesPresented,
+                A::CertificateRequired,
+                Cause::TlsNoCertificate,
+            ),
+        ] {
+            // What rustls sends for our refusal is what the peer maps back.
+            if let Error::InvalidCertificate(c) = &ours {
+                assert_eq!(AlertDescription::from(c.clone()), theirs);
+            }
+            assert_eq!(cause_of(&ours, true), Some(cause));
+            assert_eq!(cause_of(&alert(theirs), false), Some(cause));
+        }
+        assert_eq!(cause_of(&alert(A::CloseNotify), false), None);
+        let garbage = Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        assert_eq!(cause_of(&garbage, true), Some(Cause::TlsPlaintext));
+        assert_eq!(
+            cause_of(&garbage, false),
+            None,
+            "after the handshake: not a config"
+        );
+    }
+
+    #[test]
+    fn a_missing_file_names_its_flag() {
+        let files = PeerTlsFiles {
+            cert: "/nonexistent/c.pem".into(),
+            key: "/nonexistent/k.pem".into(),
+            ca: "/nonexistent/ca.pem".into(),
+        };
+        let e = PeerTls::load(&files).err().unwrap();
+        assert!(e.starts_with("--peer-tls-cert /nonexistent/c.pem"), "{e}");
+    }
+}
