@@ -11,6 +11,7 @@
 # address becomes an IP name, anything else a DNS name: list every name or address
 # the other instances put in their --peer to reach this one. Keys are EC P-256.
 # DAYS (default 825) sets the validity of new instance certificates; the CA's is 3650.
+# Each CA gets a random name: two CAs never share one (a certificate names its issuer).
 set -eu
 
 usage() {
@@ -28,7 +29,7 @@ umask 077
 if [ ! -f "$DIR/ca.pem" ] || [ ! -f "$DIR/ca.key" ]; then
     openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
         -keyout "$DIR/ca.key" -out "$DIR/ca.pem" -days 3650 \
-        -subj "/CN=rinha peer CA $(date -u +%Y%m%d%H%M%S)" \
+        -subj "/CN=rinha peer CA $(date -u +%Y%m%d) $(openssl rand -hex 6)" \
         -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
         -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
     chmod 644 "$DIR/ca.pem"

@@ -203,7 +203,9 @@ fn cause_of(e: &Error, handshaking: bool) -> Option<Cause> {
     use CertificateError as C;
     Some(match e {
         Error::InvalidCertificate(c) => match c {
-            C::UnknownIssuer => Cause::TlsUnknownCa,
+            // A CA of the same name that did not sign it is another CA too.
+            #[allow(deprecated)]
+            C::UnknownIssuer | C::BadSignature => Cause::TlsUnknownCa,
             C::Expired
             | C::ExpiredContext { .. }
             | C::NotValidYet
@@ -217,7 +219,8 @@ fn cause_of(e: &Error, handshaking: bool) -> Option<Cause> {
         Error::NoCertificatesPresented => Cause::TlsNoCertificate,
         Error::AlertReceived(a) => match a {
             A::CloseNotify => return None,
-            A::UnknownCA => Cause::TlsUnknownCa,
+            // What rustls sends for `BadSignature`.
+            A::UnknownCA | A::DecryptError => Cause::TlsUnknownCa,
             A::CertificateExpired => Cause::TlsExpired,
             A::CertificateRequired => Cause::TlsNoCertificate,
             // What rinha sends for `SelfSigned` (`CertificateError::Other`).
@@ -238,6 +241,7 @@ mod tests {
     use AlertDescription as A;
 
     #[test]
+    #[allow(deprecated)]
     fn causes_from_our_check_and_from_the_peer_alert_agree() {
         let cert = |c| Error::InvalidCertificate(c);
         let alert = Error::AlertReceived;
