@@ -94,8 +94,8 @@ pub(crate) struct Shared {
     forwarded: Mutex<HashMap<CorrelationId, Pending>>,
     /// Handshake refusals that retrying cannot fix (see `conflict`).
     conflicts: conflict::Conflicts,
-    /// Mutual TLS on TCP links (`--peer-tls-*`), set by `Peers::start`.
-    tls: Option<tls::PeerTls>,
+    /// Mutual TLS on TCP links (`--peer-tls-*`), set once before any link starts.
+    tls: OnceLock<tls::PeerTls>,
 }
 
 /// A forward handed to a link and not yet recorded here.
@@ -152,7 +152,7 @@ impl Shared {
             on_barrier_progress: OnceLock::new(),
             forwarded: Mutex::new(HashMap::new()),
             conflicts: conflict::Conflicts::default(),
-            tls: None,
+            tls: OnceLock::new(),
         }
     }
 
@@ -302,17 +302,15 @@ impl Peers {
             .map_or(1, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id()).rotate_left(32);
         let token = cfg.peer_token.as_bytes().to_vec();
-        let mut shared = Shared::new(
+        let shared = Arc::new(Shared::new(
             cfg.instance_id,
             incarnation,
             token,
             ledger,
             inflight,
             events,
-        );
-        let tls = cfg.peer_tls.as_ref().map(tls::PeerTls::load).transpose();
-        shared.tls = tls.map_err(std::io::Error::other)?;
-        let shared = Arc::new(shared);
+        ));
+        tls::configure(&shared, cfg)?;
         let mut threads = Vec::new();
         let mut listen = None;
         if let Some(addr) = &cfg.peer_listen {

@@ -120,6 +120,15 @@ impl PeerTls {
     }
 }
 
+/// Reads the `--peer-tls-*` files, if set, before any link starts.
+pub(crate) fn configure(s: &Shared, cfg: &crate::config::Config) -> io::Result<()> {
+    if let Some(files) = &cfg.peer_tls {
+        let tls = PeerTls::load(files).map_err(io::Error::other)?;
+        let _ = s.tls.set(tls);
+    }
+    Ok(())
+}
+
 /// With TLS configured, turns a TCP stream into a TLS tunnel and returns the link's
 /// plaintext end (`dialed`: the `--peer` address this instance dialed; `None`: an
 /// inbound connection). Unix streams, and everything without TLS, pass unchanged.
@@ -128,7 +137,7 @@ pub(crate) fn secure(
     stream: Stream,
     dialed: Option<&Addr>,
 ) -> Result<Stream, TlsError> {
-    let (tls, mut tcp) = match (&s.tls, stream) {
+    let (tls, mut tcp) = match (s.tls.get(), stream) {
         (Some(tls), Stream::Tcp(tcp)) => (tls, tcp),
         (_, other) => return Ok(other),
     };
