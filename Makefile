@@ -31,13 +31,16 @@ SEEDS        ?=
 CHAOS_ARGS    = $(if $(SECS),--secs $(SECS)) $(if $(SEEDS),--seeds $(SEEDS))
 # Upper bound of one `make chaos` / `make chaos-ci` (seconds); each run also has its own.
 CHAOS_TIMEOUT ?= 900
+# `make certs`: where, and NAME=SAN[,SAN...] per instance (docs/TLS.md).
+DIR          ?= certs
+CERT_NAMES   ?= api1=localhost,127.0.0.1 api2=localhost,127.0.0.1
 # Upper bound of `make compose-test` (seconds); it stops what it started on the way out.
 COMPOSE_TEST_TIMEOUT ?= 900
 
 .PHONY: help build static image image-local test check ci run compose-up compose-down \
         compose-test bench \
         test-deps bench-setup bench-smoke flame fuzz fmt lint clean faults-long chaos chaos-ci \
-        chaos-long
+        chaos-long certs
 
 help:
 	@echo "build        cargo build --release (rinha + processor emulator)"
@@ -49,6 +52,7 @@ help:
 	@echo "check        static checks: compose limits/rules, nginx -t"
 	@echo "ci           .ci/run (installs tools, checks, lint, test)"
 	@echo "run          the whole stack on bare metal on :9999 (scripts/run-local.sh)"
+	@echo "certs        peer-link TLS: CA + one cert per instance in \$$DIR [certs]; \$$CERT_NAMES"
 	@echo "compose-up   docker compose up -d --build   |  compose-down"
 	@echo "compose-test docker-compose.yml under podman + podman-compose, smoke bench, crash: bench/compose_test.py"
 	@echo "bench        bench/run.py --scenario \$$SCENARIO [final]; bench-smoke: smoke --strict"
@@ -98,6 +102,10 @@ ci:
 
 run: build
 	scripts/run-local.sh
+
+# Peer-link TLS certificates: a CA in $(DIR) (made once) and one per instance.
+certs:
+	scripts/certs.sh $(DIR) $(CERT_NAMES)
 
 compose-up:
 	docker compose up -d --build

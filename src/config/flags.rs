@@ -143,6 +143,30 @@ pub(super) const FLAGS: &[Flag] = &[
         help: "shared secret of the peer handshake",
     },
     Flag {
+        name: "peer-tls-cert",
+        env: "RINHA_PEER_TLS_CERT",
+        hint: "PEM",
+        help: "peer link over mutual TLS 1.3: this instance's certificate chain",
+    },
+    Flag {
+        name: "peer-tls-key",
+        env: "RINHA_PEER_TLS_KEY",
+        hint: "PEM",
+        help: "the private key of --peer-tls-cert",
+    },
+    Flag {
+        name: "peer-tls-ca",
+        env: "RINHA_PEER_TLS_CA",
+        hint: "PEM",
+        help: "the CA every peer's certificate must chain to",
+    },
+    Flag {
+        name: "peer-plaintext",
+        env: "RINHA_PEER_PLAINTEXT",
+        hint: "",
+        help: "allow a plain TCP peer link to a non-loopback address (no value)",
+    },
+    Flag {
         name: "purge-token",
         env: "RINHA_PURGE_TOKEN",
         hint: "SECRET",

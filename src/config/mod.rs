@@ -45,6 +45,14 @@ impl fmt::Display for Addr {
     }
 }
 
+/// The PEM files of the peer link's mutual TLS (`--peer-tls-*`), read at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerTlsFiles {
+    pub cert: String,
+    pub key: String,
+    pub ca: String,
+}
+
 /// Tunables of the routing policy (see `router`).
 #[derive(Clone, Debug)]
 pub struct RouterConfig {
@@ -92,6 +100,10 @@ pub struct Config {
     pub peer_listen: Option<Addr>,
     pub peers: Vec<Addr>,
     pub peer_token: String,
+    /// Mutual TLS on TCP peer links: certificate chain, key and CA (PEM paths).
+    pub peer_tls: Option<PeerTlsFiles>,
+    /// A plain TCP peer link to a non-loopback address is allowed (`--peer-plaintext`).
+    pub peer_plaintext: bool,
     pub purge_token: Option<String>,
     pub tls_ca: Option<String>,
     pub journal: Option<String>,
@@ -126,6 +138,8 @@ impl Default for Config {
             peer_listen: None,
             peers: Vec::new(),
             peer_token: String::new(),
+            peer_tls: None,
+            peer_plaintext: false,
             purge_token: None,
             tls_ca: None,
             journal: None,
@@ -150,6 +164,9 @@ pub enum Command {
     Help,
     Version,
 }
+
+/// Flags that take no value on the command line (`--flag=off` still works).
+const SWITCHES: [&str; 1] = ["peer-plaintext"];
 
 fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
     v.parse()
@@ -198,6 +215,10 @@ fn apply(cfg: &mut Config, name: &str, v: &str) -> Result<(), String> {
             }
         }
         "peer-token" => cfg.peer_token = v.to_string(),
+        "peer-tls-cert" => cfg.peer_tls.get_or_insert_with(Default::default).cert = v.into(),
+        "peer-tls-key" => cfg.peer_tls.get_or_insert_with(Default::default).key = v.into(),
+        "peer-tls-ca" => cfg.peer_tls.get_or_insert_with(Default::default).ca = v.into(),
+        "peer-plaintext" => cfg.peer_plaintext = switch(name, v)?,
         "purge-token" => cfg.purge_token = Some(v.to_string()).filter(|t| !t.is_empty()),
         "tls-ca" => cfg.tls_ca = Some(v.to_string()),
         "journal" => cfg.journal = Some(v.to_string()).filter(|p| !p.is_empty()),
@@ -248,7 +269,56 @@ fn validate(cfg: &mut Config, id_set: bool) -> Result<(), String> {
     if (!cfg.peers.is_empty() || cfg.peer_listen.is_some()) && cfg.peer_token.is_empty() {
         return Err("peers need a shared secret: set --peer-token or RINHA_PEER_TOKEN".into());
     }
-    Ok(())
+    validate_peer_tls(cfg)
+}
+
+/// Mutual TLS needs all three files; without it, a TCP peer link may only reach a
+/// loopback address unless `--peer-plaintext` says otherwise.
+fn validate_peer_tls(cfg: &Config) -> Result<(), String> {
+    if let Some(t) = &cfg.peer_tls {
+        if t.cert.is_empty() || t.key.is_empty() || t.ca.is_empty() {
+            return Err(
+                "mutual TLS needs all of --peer-tls-cert, --peer-tls-key and \
+                        --peer-tls-ca (RINHA_PEER_TLS_CERT, _KEY, _CA)"
+                    .into(),
+            );
+        }
+        return Ok(());
+    }
+    if cfg.peer_plaintext {
+        return Ok(());
+    }
+    let open = cfg.peer_listen.iter().chain(&cfg.peers).find(|a| match a {
+        Addr::Tcp(hp) => !is_loopback(hp),
+        Addr::Unix(_) => false,
+    });
+    match open {
+        Some(a) => Err(format!(
+            "the peer link to/at {a} would carry payments and --peer-token in clear over a \
+             non-loopback network: set --peer-tls-cert, --peer-tls-key and --peer-tls-ca \
+             (RINHA_PEER_TLS_CERT, _KEY, _CA; make certs), use a unix socket, or accept the \
+             risk with --peer-plaintext (RINHA_PEER_PLAINTEXT=1)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The host part of `HOST:PORT` (IPv6 brackets removed).
+pub fn host_of(host_port: &str) -> &str {
+    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// A loopback IP literal or `localhost`; any other name counts as non-loopback (no DNS
+/// lookup at start: what a name resolves to can change).
+fn is_loopback(host_port: &str) -> bool {
+    let host = host_of(host_port);
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost") || host.ends_with(".localhost"),
+    }
 }
 
 /// Parses `args` (without the program name) over `env` (a lookup of `RINHA_*`).
@@ -283,6 +353,7 @@ where
         };
         let (name, value) = match flag.split_once('=') {
             Some((n, v)) => (n.to_string(), v.to_string()),
+            None if SWITCHES.contains(&flag) => (flag.to_string(), "on".to_string()),
             None => {
                 let v = it.next().ok_or_else(|| format!("--{flag} needs a value"))?;
                 (flag.to_string(), v)
@@ -313,7 +384,7 @@ impl fmt::Display for Config {
             f,
             "listen=[{}] default={} fallback={} workers={} loop_slice_us={} queue={} max_conns={} max_header={} \
              max_body={} idle_timeout={:?} client_timeout={:?} summary_wait={:?} summary_settle={} instance={}{} \
-             peer_listen={} peers=[{}] peer_token={} purge_token={} journal={} pace={}x/{}s slow_ms={} speedup={} \
+             peer_listen={} peers=[{}] peer_token={} peer_tls={} purge_token={} journal={} pace={}x/{}s slow_ms={} speedup={} \
              max_defer_ms={} probe_interval_ms={} max_probe_latency_ms={}",
             listen.join(","),
             self.default_url,
@@ -338,6 +409,11 @@ impl fmt::Display for Config {
                 "unset"
             } else {
                 "set"
+            },
+            match (&self.peer_tls, self.peer_plaintext) {
+                (Some(_), _) => "mutual",
+                (None, true) => "off(plaintext allowed)",
+                (None, false) => "off",
             },
             if self.purge_token.is_some() {
                 "set"
@@ -405,6 +481,7 @@ mod tests {
             &[
                 ("RINHA_PEERS", "a:1, unix:/tmp/p"),
                 ("RINHA_PEER_TOKEN", "s"),
+                ("RINHA_PEER_PLAINTEXT", "1"),
             ],
         )
         .unwrap();
@@ -476,8 +553,56 @@ mod tests {
     }
 
     #[test]
+    fn plaintext_tcp_peers_must_be_loopback_unless_allowed() {
+        let t = ["--peer-token", "t"];
+        let with = |extra: &[&str]| run(&[&t[..], extra].concat(), &[]);
+        assert!(with(&["--peer", "127.0.0.1:1", "--peer-listen", "[::1]:2"]).is_ok());
+        assert!(with(&["--peer", "localhost:1", "--peer-listen", "unix:/x"]).is_ok());
+        let e = with(&["--peer", "10.1.2.3:7000"]).unwrap_err();
+        assert!(
+            e.contains("--peer-tls-cert") && e.contains("--peer-plaintext"),
+            "{e}"
+        );
+        assert!(with(&["--peer-listen", "0.0.0.0:7000"]).is_err());
+        assert!(
+            with(&["--peer", "api2:7000"]).is_err(),
+            "names are not resolved"
+        );
+        let c = with(&["--peer", "10.1.2.3:7000", "--peer-plaintext"]).unwrap();
+        assert!(c.peer_plaintext && c.to_string().contains("peer_tls=off(plaintext"));
+        let env = [("RINHA_PEER_PLAINTEXT", "1"), ("RINHA_PEER_TOKEN", "t")];
+        assert!(run(&["--peer", "10.1.2.3:7000"], &env).is_ok());
+        assert!(with(&["--peer", "10.1.2.3:7000", "--peer-plaintext=off"]).is_err());
+    }
+
+    #[test]
+    fn peer_tls_needs_all_three_files() {
+        let t = ["--peer-token", "t", "--peer", "10.1.2.3:7000"];
+        let with = |extra: &[&str]| run(&[&t[..], extra].concat(), &[]);
+        assert!(with(&["--peer-tls-cert", "c.pem", "--peer-tls-key", "k.pem"]).is_err());
+        let c = with(&[
+            "--peer-tls-cert",
+            "c.pem",
+            "--peer-tls-key",
+            "k.pem",
+            "--peer-tls-ca",
+            "ca.pem",
+        ])
+        .unwrap();
+        let want = PeerTlsFiles {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+            ca: "ca.pem".into(),
+        };
+        assert_eq!(c.peer_tls, Some(want));
+        assert!(c.to_string().contains("peer_tls=mutual"));
+        assert_eq!(host_of("[::1]:7000"), "::1");
+        assert_eq!(host_of("api-2.local:7000"), "api-2.local");
+    }
+
+    #[test]
     fn display_redacts_secrets() {
-        let c = run(&["--peer-token", "hunter2", "--peer", "x:1"], &[]).unwrap();
+        let c = run(&["--peer-token", "hunter2", "--peer", "127.0.0.1:1"], &[]).unwrap();
         let line = c.to_string();
         assert!(!line.contains("hunter2"));
         assert!(line.contains("peer_token=set"));

@@ -10,6 +10,7 @@ pub mod codec;
 mod conflict;
 mod link;
 mod net;
+mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -119,6 +120,8 @@ pub(crate) struct Shared {
 
     /// Handshake refusals that retrying cannot fix (see `conflict`).
     conflicts: conflict::Conflicts,
+    /// Mutual TLS on TCP links (`--peer-tls-*`), set once before any link starts.
+    tls: OnceLock<tls::PeerTls>,
 }
 
 /// A payment accepted for another owner and not yet recorded here.
@@ -192,6 +195,7 @@ impl Shared {
             known: RwLock::new(known),
             expected,
             conflicts: conflict::Conflicts::default(),
+            tls: OnceLock::new(),
         }
     }
 
@@ -476,9 +480,10 @@ impl Peers {
         })
     }
 
-    /// Binds the peer listener and starts the accept and dial threads.
+    /// Sets up TLS, binds the peer listener and starts the accept and dial threads.
     pub fn launch(&self, cfg: &Config) -> std::io::Result<()> {
         let shared = &self.shared;
+        tls::configure(shared, cfg)?;
         let mut threads = lock(&self.threads);
         if let Some(addr) = &cfg.peer_listen {
             let l = net::Listener::bind(addr)?;

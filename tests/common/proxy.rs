@@ -38,12 +38,22 @@ pub struct ProxyState {
     pub health_requests: AtomicU64,
     /// Status codes of every response forwarded (or cut).
     pub statuses: Mutex<HashMap<u16, u64>>,
+    /// Every byte forwarded, both directions, while `record` is set (tests/peer_tls.rs).
+    pub record: AtomicBool,
+    pub recorded: Mutex<Vec<u8>>,
     live: Mutex<Vec<TcpStream>>,
 }
 
 impl ProxyState {
     pub fn status_count(&self, status: u16) -> u64 {
         lock(&self.statuses).get(&status).copied().unwrap_or(0)
+    }
+
+    /// Keeps a copy of what is forwarded, if recording.
+    fn keep(&self, chunk: &[u8]) {
+        if self.record.load(SeqCst) {
+            lock(&self.recorded).extend_from_slice(chunk);
+        }
     }
 
     pub fn total_cuts(&self) -> u64 {
@@ -143,6 +153,7 @@ fn pump_requests(st: &ProxyState, mut from: TcpStream, mut to: TcpStream, armed:
     let (mut buf, mut tail, mut tail2) = ([0u8; 16384], Vec::new(), Vec::new());
     while let Ok(n @ 1..) = from.read(&mut buf) {
         let chunk = &buf[..n];
+        st.keep(chunk);
         scan(&mut tail, chunk, b"GET /payments/service-health ", |_| {
             st.health_requests.fetch_add(1, SeqCst);
         });
@@ -174,6 +185,7 @@ fn pump_responses(st: &ProxyState, mut from: TcpStream, mut to: TcpStream, armed
     let (mut buf, mut tail) = ([0u8; 16384], Vec::new());
     while let Ok(n @ 1..) = from.read(&mut buf) {
         let chunk = &buf[..n];
+        st.keep(chunk);
         scan(&mut tail, chunk, b"HTTP/1.1 ", |rest| {
             let code = rest.get(..3).and_then(|c| std::str::from_utf8(c).ok());
             if let Some(code) = code.and_then(|c| c.parse().ok()) {

@@ -10,6 +10,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::super::net::{Listener, Stream};
+use super::super::tls::secure;
 use super::super::Shared;
 use super::handshake::handshake;
 use super::reader::FrameReader;
@@ -32,6 +33,7 @@ pub(crate) fn connect_loop(s: Arc<Shared>, addr: Addr) {
         let mut rd = FrameReader::new();
         let dialed = Stream::connect(&addr, CONNECT_TIMEOUT)
             .map_err(|e| e.to_string())
+            .and_then(|st| secure(&s, st, Some(&addr)).map_err(|e| e.to_string()))
             .and_then(|mut st| {
                 let h = handshake(&s, &mut st, &mut rd, true).map_err(|e| e.to_string());
                 h.map(|h| (st, h))
@@ -111,7 +113,13 @@ fn serve_inbound(s: &Arc<Shared>, active: &Arc<AtomicUsize>, stream: Stream) {
     }
 }
 
-fn inbound(s: &Arc<Shared>, mut stream: Stream) {
+fn inbound(s: &Arc<Shared>, stream: Stream) {
+    let mut stream = match secure(s, stream, None) {
+        Ok(st) => st,
+        // Logged once per streak by `Conflicts`, not once per retry.
+        Err(e) if e.misconfigured => return,
+        Err(e) => return eprintln!("peer: refused an inbound link: {e}"),
+    };
     let mut rd = FrameReader::new();
     match handshake(s, &mut stream, &mut rd, false) {
         Ok(h) => run_conn(s, stream, rd, h, false),

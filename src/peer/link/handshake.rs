@@ -102,6 +102,10 @@ pub(crate) fn handshake(
             Some(Cause::BadVersion),
             format!("protocol version {v}, want {}", codec::VERSION),
         )),
+        // A TLS record header (0x16 0x03 ...) read as a frame length.
+        Err(ReadError::Frame(FrameError::TooLarge(len))) if len >> 24 == 0x16 => {
+            Err((None, Some(Cause::TlsPlaintext), "peer speaks TLS".into()))
+        }
         Err(e) => Err((None, None, e.to_string())),
     };
     match theirs {
