@@ -258,7 +258,8 @@ fn refused(name: &str, bad: Bad, cause: &str, dialer_cause: Option<&str>) {
     let (a, a_log) = node(&d, &f, 1, pa, None, &tls(&dir, "a", &dir));
     let (b, b_log) = node(&d, &f, 2, pb, Some(pa), &b_flags);
     let end = Instant::now() + LONG;
-    while problem(&a) != cause || problem(&b) != dialer_cause.unwrap_or("ok") {
+    // A dialer that cannot tell why has never linked: it does not know who owns what.
+    while problem(&a) != cause || problem(&b) != dialer_cause.unwrap_or("members_unknown") {
         assert!(
             Instant::now() < end,
             "{bad:?}: a {}, b {}",
@@ -285,7 +286,13 @@ fn refused(name: &str, bad: Bad, cause: &str, dialer_cause: Option<&str>) {
     std::thread::sleep(Duration::from_millis(2500));
     for n in [&a, &b] {
         wait_drained(n, LONG);
-        assert_eq!(summary_count(n), 1, "{bad:?}: a record crossed");
+        // Unlinked, neither knows who owns what: each holds what it got, and nothing
+        // crosses (no forward, no record).
+        let health = request(n.port, "GET", "/health", &[], "").body;
+        assert_eq!(field(&health, &["heldForOwners"]), "1", "{bad:?}: {health}");
+        assert_eq!(summary_count(n), 0, "{bad:?}: a record crossed");
+        let received = series(&metrics_text(n.port), "rinha_peer_forwards_received_total");
+        assert_eq!(received, Some(0.0), "{bad:?}: a forward crossed");
         assert_eq!(
             field(&request(n.port, "GET", "/health", &[], "").body, &["peers"]),
             "0"
