@@ -10,17 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use super::codec::RefuseReason;
 use crate::metrics::METRICS;
 
-/// Why two instances cannot link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cause {
-    SameId = 0,
-    BadToken = 1,
-    BadVersion = 2,
-}
+pub use crate::refusal::Cause;
 
+/// Maps the wire's refusal reasons to causes (the peer protocol's side of `Cause`).
 impl Cause {
-    pub const ALL: [Cause; 3] = [Cause::SameId, Cause::BadToken, Cause::BadVersion];
-
     /// The refusals that are misconfigurations (not a peer shutting down).
     pub fn of(r: RefuseReason) -> Option<Cause> {
         match r {
@@ -28,34 +21,6 @@ impl Cause {
             RefuseReason::BadToken => Some(Cause::BadToken),
             RefuseReason::BadVersion => Some(Cause::BadVersion),
             RefuseReason::Shutdown => None,
-        }
-    }
-
-    /// The `cause` label in `/metrics`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Cause::SameId => "same_instance_id",
-            Cause::BadToken => "peer_token",
-            Cause::BadVersion => "protocol_version",
-        }
-    }
-
-    /// One line for `/health` and the log: the cause and the flag that fixes it.
-    pub fn explain(self) -> &'static str {
-        match self {
-            Cause::SameId => {
-                "a peer has this instance's id: give each instance a distinct --instance-id \
-                 (RINHA_INSTANCE_ID), or unset it to derive one from the hostname and \
-                 --peer-listen; also check that no --peer points at this instance itself"
-            }
-            Cause::BadToken => {
-                "a peer has another shared secret: set the same --peer-token \
-                 (RINHA_PEER_TOKEN) on every instance"
-            }
-            Cause::BadVersion => {
-                "a peer speaks another peer protocol version: run the same rinha version \
-                 on every instance"
-            }
         }
     }
 }
