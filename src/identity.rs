@@ -5,9 +5,9 @@
 //!
 //! Derived ids have the top bit set (2^31 and up): they never collide with the small
 //! ids people set by hand. Two instances that still end up with one id cannot link,
-//! and say so loudly (`peer::Cause::SameId`).
+//! and say so loudly (`refusal::Cause::SameId`).
 
-use crate::config::Addr;
+use crate::addr::Addr;
 
 /// The lowest derived id.
 pub const DERIVED_BASE: u32 = 1 << 31;

@@ -13,9 +13,12 @@
 //! `identity` derives the instance id when none is set; `signals` takes SIGTERM for a
 //! draining stop; `pace` spaces the workers' attempts when a backlog drains; `sched`
 //! puts the workers in the batch class and gives the event loop a short CPU slice;
-//! `net` is the TCP-or-unix stream the server and the peer link share.
+//! `net` is the TCP-or-unix stream the server and the peer link share; `addr` (a
+//! listener's or peer's address) and `refusal` (why two instances cannot link) are the
+//! vocabulary that modules on both sides of an import share, below both.
 #![deny(unsafe_code)]
 
+pub mod addr;
 pub mod cluster;
 pub mod config;
 pub mod health;
@@ -33,6 +36,7 @@ pub mod pace;
 pub mod payment;
 pub mod peer;
 pub mod processor;
+pub mod refusal;
 pub mod router;
 pub mod sched;
 pub mod server;

@@ -8,42 +8,9 @@ mod flags;
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::addr::Addr;
 pub use flags::usage;
 use flags::FLAGS;
-
-/// Where a listener or a peer lives: TCP `host:port` or a unix socket `unix:PATH`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Addr {
-    Tcp(String),
-    Unix(String),
-}
-
-impl Addr {
-    pub fn parse(s: &str) -> Result<Addr, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err(format!("empty unix socket path in {s:?}"));
-            }
-            return Ok(Addr::Unix(path.to_string()));
-        }
-        if s.rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-        {
-            Ok(Addr::Tcp(s.to_string()))
-        } else {
-            Err(format!("expected HOST:PORT or unix:PATH, got {s:?}"))
-        }
-    }
-}
-
-impl fmt::Display for Addr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Addr::Tcp(a) => f.write_str(a),
-            Addr::Unix(p) => write!(f, "unix:{p}"),
-        }
-    }
-}
 
 /// The PEM files of the peer link's mutual TLS (`--peer-tls-*`), read at start.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -16,8 +16,8 @@ pub use hist::{Histogram, HistogramSnapshot, BOUNDS_LE, BOUNDS_US};
 pub use render::{render, Live, RouterLive, CONTENT_TYPE};
 
 use crate::payment::Processor;
-use crate::peer::Cause;
 use crate::processor::{Lookup, Outcome};
+use crate::refusal::Cause;
 
 /// A monotonic counter.
 pub struct Counter(AtomicU64);

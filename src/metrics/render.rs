@@ -6,7 +6,7 @@ use super::{
     OUTCOMES, SIDES,
 };
 use crate::payment::Processor;
-use crate::peer::Cause;
+use crate::refusal::Cause;
 
 /// The `Content-Type` of `GET /metrics`.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
