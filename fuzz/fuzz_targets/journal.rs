@@ -1,5 +1,6 @@
 //! Journal files (either format, any damage): never panics, an open payment is never
-//! also recorded, and no payment is open or recorded twice.
+//! also recorded, no payment is open or recorded twice, and members come out sorted,
+//! each once.
 #![no_main]
 use std::collections::HashSet;
 
@@ -12,4 +13,5 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let open: HashSet<_> = r.open.iter().map(|p| p.id).collect();
     assert_eq!(open.len(), r.open.len());
     assert!(open.is_disjoint(&recorded));
+    assert!(r.members.windows(2).all(|w| w[0] < w[1]));
 });
