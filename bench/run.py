@@ -177,8 +177,8 @@ class Run:
         ports = {"default": self.pp_default, "fallback": self.pp_fallback}
         for svc in [s for s in services if s.kind == "api"]:
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-            env.update({k: stack.adapt(v, self.sock_dir, ports) for k, v in svc.env.items()})
-            argv = [self.args.rinha_bin] + [stack.adapt(a, self.sock_dir, ports) for a in svc.command]
+            env.update({k: stack.adapt(v, self.sock_dir, ports, svc.binds) for k, v in svc.env.items()})
+            argv = [self.args.rinha_bin] + [stack.adapt(a, self.sock_dir, ports, svc.binds) for a in svc.command]
             p = self.start(svc.name, argv, self.log(svc.name), env=env, cwd=self.tmp,
                            group=self.group(svc.name, svc.cpus, svc.mem), nofile=svc.nofile)
             sock = env.get("RINHA_UNIX")

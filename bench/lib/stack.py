@@ -2,7 +2,9 @@
 
 Only addresses change: the socket volume `/sockets/` becomes a per-run directory,
 the processors' compose names become 127.0.0.1:8001/8002, nginx gets a per-run
-prefix, pid and temp paths. Limits (cpus, memory) and ulimits are read as written.
+prefix, pid and temp paths, and a rinha service's bind mounts (`./certs:/certs:ro`,
+source relative to the compose file) become their host paths in its env and command.
+Limits (cpus, memory) and ulimits are read as written.
 """
 import os
 import re
@@ -22,14 +24,16 @@ PROCESSOR_HOSTS = {
 class Service:
     """One compose service: `kind` is 'nginx' or 'api' (a rinha instance)."""
 
-    def __init__(self, name, kind, env, command, cpus, mem, nofile):
+    def __init__(self, name, kind, env, command, cpus, mem, nofile, binds=None):
         self.name, self.kind, self.env, self.command = name, kind, env, command
         self.cpus, self.mem, self.nofile = cpus, mem, nofile
+        self.binds = binds or {}  # container path -> host path (bind mounts)
 
 
 def load(compose_path):
     with open(compose_path) as f:
         doc = yaml.safe_load(f)
+    base = os.path.dirname(os.path.abspath(compose_path))
     services = []
     for name, svc in (doc.get("services") or {}).items():
         image = str(svc.get("image", ""))
@@ -40,9 +44,26 @@ def load(compose_path):
         services.append(Service(
             name, kind, _env(svc), _command(svc.get("command")),
             cgroups.parse_cpus(limits.get("cpus")), cgroups.parse_memory(limits.get("memory")),
-            _nofile(svc),
+            _nofile(svc), _binds(name, svc, base) if kind == "api" else {},
         ))
     return services
+
+
+def _binds(name, svc, base):
+    """Bind mounts (`./src:/target[:ro]`, relative to the compose file): target -> host path."""
+    binds = {}
+    for v in svc.get("volumes") or []:
+        if not isinstance(v, str):
+            continue
+        src, _, rest = v.partition(":")
+        if not src.startswith((".", "/")) or not rest:
+            continue  # a named volume (sockets:/sockets) or no target
+        target = rest.split(":")[0].rstrip("/")
+        host = os.path.normpath(os.path.join(base, src))
+        if not os.path.exists(host):
+            raise ValueError(f"service {name!r}: bind mount source {host} does not exist")
+        binds[target] = host
+    return binds
 
 
 def _env(svc):
@@ -65,10 +86,13 @@ def _nofile(svc):
     return int(n) if n else None
 
 
-def adapt(value, sock_dir, ports):
-    """Rewrites one address-bearing string for bare metal."""
+def adapt(value, sock_dir, ports, binds=None):
+    """Rewrites one address-bearing string for bare metal (`binds`: Service.binds)."""
     for host, repl in PROCESSOR_HOSTS.items():
         value = value.replace(host, repl.format(**ports))
+    for target in sorted(binds or {}, key=len, reverse=True):
+        if value == target or value.startswith(target + "/"):
+            return binds[target] + value[len(target):]
     return value.replace(SOCKET_DIR, sock_dir.rstrip("/") + "/")
 
 
