@@ -10,7 +10,7 @@ import uuid
 import zlib
 from collections import namedtuple
 
-from .httpc import Client
+from .httpc import Client, NotSent
 
 # t: seconds after the load starts; target: an instance name or "nginx".
 Job = namedtuple("Job", "t id amount target")
@@ -66,7 +66,8 @@ def repro_plan(instances=2, count=50):
 class Load:
     """Sends `jobs` at their times from `threads` workers; `posts` gets one record per
     POST: id, amount, target, status (an HTTP status; "refused": the connect was refused,
-    so nothing was sent; None: no answer), error, sent (epoch s), latency (s)."""
+    or the kept-alive connection was found broken while sending, so nothing was sent;
+    None: no answer), error, sent (epoch s), latency (s)."""
 
     def __init__(self, jobs, urls, threads=160):
         self.jobs, self.urls, self.threads = jobs, urls, threads
@@ -109,6 +110,8 @@ class Load:
             status, _ = client.once("POST", "/payments", body.encode())
         except ConnectionRefusedError:
             status, error = "refused", "refused"  # at connect: the request was never sent
+        except NotSent as e:
+            status, error = "refused", str(e)  # a broken keep-alive connection: never sent
         except Exception as e:  # noqa: BLE001 — timeout, reset: the client saw no answer
             status, error = None, type(e).__name__
         return {"id": job.id, "amount": job.amount, "target": job.target, "status": status, "error": error,

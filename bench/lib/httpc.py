@@ -17,6 +17,10 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = s
 
 
+class NotSent(ConnectionError):
+    """`Client.once` could not send its request: the server never got it."""
+
+
 class Client:
     """`base` is 'http://127.0.0.1:8001' or 'unix:/path/to.sock'. Reconnects once on a dropped connection."""
 
@@ -59,6 +63,15 @@ class Client:
             self.conn = self._connect()
         try:
             self.conn.request(method, path, body=payload, headers=headers)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            # The request (one send of head and body) found the connection already
+            # broken by the other end: nothing of it reached a server that reads it.
+            self.close()
+            raise NotSent(f"{type(e).__name__} while sending") from e
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+        try:
             resp = self.conn.getresponse()
             return resp.status, resp.read()
         except (OSError, http.client.HTTPException):
