@@ -109,7 +109,7 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    /// Scrapes `targets` (loopback ports) every second, as the README's scrape config.
+    /// Scrapes `targets` (loopback ports) every second, as docs/OPERATIONS.md's scrape config.
     fn start(bin: &Path, targets: &[u16]) -> Prometheus {
         let dir = std::env::temp_dir().join(format!(
             "rinha-prometheus-{}-{}",
@@ -203,13 +203,13 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-/// The PromQL lines of the README's ```promql blocks (comments dropped).
-fn readme_queries() -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
+/// The PromQL lines of docs/OPERATIONS.md's ```promql blocks (comments dropped).
+fn documented_queries() -> Vec<String> {
+    let page = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/OPERATIONS.md");
+    let text = std::fs::read_to_string(page).expect("docs/OPERATIONS.md");
     let mut out = Vec::new();
     let mut inside = false;
-    for line in readme.lines() {
+    for line in text.lines() {
         match line.trim() {
             "```promql" => inside = true,
             "```" => inside = false,
@@ -221,7 +221,7 @@ fn readme_queries() -> Vec<String> {
 }
 
 /// A real Prometheus scrapes two linked instances and reads back exactly what they
-/// paid; every query of the README runs.
+/// paid; every query of docs/OPERATIONS.md runs.
 #[test]
 fn prometheus_scrapes_two_linked_instances() {
     let Some(bin) = required_tool("prometheus", "prometheus") else {
@@ -252,8 +252,8 @@ fn prometheus_scrapes_two_linked_instances() {
     prom.wait_for("sum(rinha_payments_paid_total)", 40.0);
     prom.wait_for("sum(rinha_peer_links_up)", 2.0);
     prom.wait_for("min(rinha_ledger_records)", 40.0);
-    let queries = readme_queries();
-    assert!(queries.len() >= 5, "README queries: {queries:?}");
+    let queries = documented_queries();
+    assert!(queries.len() >= 5, "documented queries: {queries:?}");
     for q in &queries {
         prom.query(q);
     }
