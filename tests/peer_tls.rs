@@ -350,6 +350,51 @@ fn a_plain_tcp_peer_is_refused() {
     refused("plain-peer", Bad::Plain, "tls_plaintext", None);
 }
 
+/// A TLS client that presents no certificate (Debian's `openssl s_client`, trusting the
+/// CA) is refused by the acceptor before a frame is read, and reported as such.
+#[test]
+fn a_client_without_a_certificate_is_refused() {
+    let (d, f) = processors();
+    let dir = certs("nocert");
+    let pa = free_port();
+    let (a, a_log) = node(&d, &f, 1, pa, None, &tls(&dir, "a", &dir));
+    let end = Instant::now() + LONG;
+    let inbound = "rinha_peer_refusals_total{cause=\"tls_no_certificate\",side=\"inbound\"}";
+    while problem(&a) != "tls_no_certificate" {
+        assert!(Instant::now() < end, "a: {}", problem(&a));
+        let out = Command::new("timeout")
+            .args(["10", "openssl", "s_client", "-tls1_3", "-connect"])
+            .arg(format!("127.0.0.1:{pa}"))
+            .arg("-CAfile")
+            .arg(dir.join("ca.pem"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl s_client");
+        assert!(!out.stdout.is_empty() || !out.stderr.is_empty(), "{out:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        series(&metrics_text(a.port), inbound).unwrap_or(0.0) >= 1.0,
+        "{inbound}"
+    );
+    let health = request(a.port, "GET", "/health", &[], "").body;
+    assert_eq!(field(&health, &["peers"]), "0", "{health}");
+    let errors = || {
+        a_log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("ERROR") && l.contains("(tls_no_certificate)"))
+            .count()
+    };
+    // The log is read by another thread: wait for the line, then count.
+    while errors() == 0 {
+        assert!(Instant::now() < end, "no ERROR line");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(errors(), 1, "one ERROR line per streak");
+}
+
 /// Runs `rinha` in a network namespace of its own (only loopback, brought up), so
 /// that nothing is dialed off the machine even if the guard failed.
 fn isolated(args: &[&str]) -> std::process::Output {
