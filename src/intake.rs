@@ -239,16 +239,7 @@ impl Intake {
     /// (forwarded, or held until its owner links). Journaled like a local one, so that
     /// a restart holds it again. No queue here: never refused.
     pub fn admit_for_owner(&self, p: Payment, hand_off: impl FnOnce(Payment)) -> Accepted {
-        let Some(mut seen) = self.gate(&p.id) else {
-            return Accepted::Duplicate;
-        };
-        if let Some(j) = &self.journal {
-            j.accepted(&p);
-        }
-        seen.insert(p.id);
-        drop(seen);
-        hand_off(p);
-        Accepted::New
+        self.admit(p, true, hand_off)
     }
 
     /// Queues a payment replayed from the journal (already journaled; waits for room).
@@ -256,23 +247,26 @@ impl Intake {
     /// refused by the gate, and the journal's pin (the processor that may hold it)
     /// stands.
     pub fn resume(&self, p: Payment) -> Accepted {
-        let Some(mut seen) = self.gate(&p.id) else {
-            return Accepted::Duplicate;
-        };
-        seen.insert(p.id);
-        drop(seen);
-        self.queue_admitted(p);
-        Accepted::New
+        self.admit(p, false, |p| self.queue_admitted(p))
     }
 
     /// Replays a journaled payment held for another owner (already journaled).
     pub fn resume_for_owner(&self, p: Payment, hand_off: impl FnOnce(Payment)) -> Accepted {
+        self.admit(p, false, hand_off)
+    }
+
+    /// Lets `p` through the gate (journaling it first if `journal`), then hands it to
+    /// `then` outside the lock.
+    fn admit(&self, p: Payment, journal: bool, then: impl FnOnce(Payment)) -> Accepted {
         let Some(mut seen) = self.gate(&p.id) else {
             return Accepted::Duplicate;
         };
+        if let (true, Some(j)) = (journal, &self.journal) {
+            j.accepted(&p);
+        }
         seen.insert(p.id);
         drop(seen);
-        hand_off(p);
+        then(p);
         Accepted::New
     }
 

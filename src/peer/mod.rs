@@ -277,22 +277,15 @@ impl Shared {
         }
     }
 
-    /// Payments handed to a link that never left it (the link closed first): held
-    /// again, for the owner's next link.
-    fn forwards_unsent(&self, ids: impl Iterator<Item = CorrelationId>) {
+    /// Payments handed to a link that never reached the owner (the link closed with
+    /// them still queued, or the owner's queue was full and it sent them back): held
+    /// again, for the owner's next link or the link's next tick.
+    fn hold_again(&self, ids: impl IntoIterator<Item = CorrelationId>) {
         let mut pending = lock(&self.forwarded);
         for id in ids {
             if let Some(p) = pending.get_mut(&id) {
                 p.conn = HELD;
             }
-        }
-    }
-
-    /// The owner could not queue a forward: held, and sent again at the link's next
-    /// tick.
-    fn forward_bounced(&self, id: &CorrelationId) {
-        if let Some(p) = lock(&self.forwarded).get_mut(id) {
-            p.conn = HELD;
         }
     }
 
@@ -399,11 +392,17 @@ impl Shared {
         self.barrier_progress();
     }
 
+    /// True if `known` holds every member: until then nobody here can tell who owns
+    /// what.
+    fn complete(&self, known: &[u32]) -> bool {
+        known.len() >= self.expected
+    }
+
     /// The owner of `id`: its hash over the sorted ids of every member (as nginx's
     /// `hash` over the servers listed in id order).
     fn owner(&self, id: &CorrelationId) -> Owner {
         let known = read(&self.known);
-        if known.len() < self.expected {
+        if !self.complete(&known) {
             return Owner::Unknown;
         }
         let n = known.len() as u64;
@@ -578,7 +577,7 @@ impl Peers {
     /// True once every member is known: until then no instance can tell who owns what,
     /// and what it accepts is held.
     pub fn members_known(&self) -> bool {
-        read(&self.shared.known).len() >= self.shared.expected
+        self.shared.complete(&read(&self.shared.known))
     }
 
     /// True if this instance pays `id`.

@@ -256,6 +256,26 @@ fn owned_by(owner: usize, n: usize, base: u64) -> Vec<String> {
         .collect()
 }
 
+/// Posts each of `ids` (19.90) to `port` over one keep-alive connection: 202 each.
+fn post_each(port: u16, ids: &[String], what: &str) {
+    let mut c = Client::new(port);
+    for id in ids {
+        assert_eq!(c.pay(id, "19.90"), 202, "{what}");
+    }
+}
+
+/// The shared check over `ids`, every one answered 202 (and nothing else posted).
+fn check_accepted(fault: &str, nodes: &[Proc], d: &Proc, f: &Proc, from: i64, ids: Vec<String>) {
+    let n = ids.len();
+    let mut posted = Posted {
+        accepted: ids,
+        ..Posted::default()
+    };
+    let nodes: Vec<&Proc> = nodes.iter().collect();
+    let row = check(fault, &nodes, d, f, from, &mut posted);
+    assert_eq!(row.requested, n);
+}
+
 /// Regression (issue 17): 50 payments owned by instance 2, posted to instance 1
 /// (forwarded), with default failing slowly; instance 2 `kill -9`'d with them open in
 /// its journal, restarted. Its journal's copies (pinned to default) and instance 1's
@@ -274,10 +294,7 @@ fn forwards_sent_again_to_an_owner_restarted_from_its_journal_are_paid_once() {
     set_delay(&d, 2000);
     let from = now_ms();
     let ids = owned_by(2, 50, 17_000_000);
-    let mut c = Client::new(nodes[0].port);
-    for id in &ids {
-        assert_eq!(c.pay(id, "19.90"), 202);
-    }
+    post_each(nodes[0].port, &ids, "forwarded to instance 2");
     thread::sleep(Duration::from_millis(1000));
     nodes[1].child.kill().expect("kill -9");
     let _ = nodes[1].child.wait();
@@ -288,20 +305,8 @@ fn forwards_sent_again_to_an_owner_restarted_from_its_journal_are_paid_once() {
     thread::sleep(Duration::from_millis(4000));
     set_failure(&d, false);
     set_delay(&d, 0);
-    let mut posted = Posted {
-        accepted: ids,
-        ..Posted::default()
-    };
-    let nodes: Vec<&Proc> = nodes.iter().collect();
-    let row = check(
-        "forwards sent again to an owner restarted from its journal",
-        &nodes,
-        &d,
-        &f,
-        from,
-        &mut posted,
-    );
-    assert_eq!(row.requested, 50);
+    let fault = "forwards sent again to an owner restarted from its journal";
+    check_accepted(fault, &nodes, &d, &f, from, ids);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -319,16 +324,10 @@ fn a_retry_to_the_survivor_while_the_owner_is_down_is_paid_once() {
     set_failure(&d, true);
     let from = now_ms();
     let ids = owned_by(2, 30, 17_500_000);
-    let mut c = Client::new(nodes[1].port);
-    for id in &ids {
-        assert_eq!(c.pay(id, "19.90"), 202);
-    }
+    post_each(nodes[1].port, &ids, "posted to its owner");
     nodes[1].child.kill().expect("kill -9");
     let _ = nodes[1].child.wait();
-    let mut c = Client::new(nodes[0].port);
-    for id in &ids {
-        assert_eq!(c.pay(id, "19.90"), 202, "the retry is accepted");
-    }
+    post_each(nodes[0].port, &ids, "the retry is accepted");
     let held = || series(&metrics_text(nodes[0].port), "rinha_payments_held_now");
     let end = Instant::now() + LONG;
     while held() != Some(ids.len() as f64) {
@@ -339,19 +338,7 @@ fn a_retry_to_the_survivor_while_the_owner_is_down_is_paid_once() {
     set_failure(&d, false);
     nodes[1] = mesh_node(d.port, f.port, 2, &ports, &extra, &journals);
     wait_linked(&nodes[1], 1, LONG);
-    let mut posted = Posted {
-        accepted: ids,
-        ..Posted::default()
-    };
-    let nodes: Vec<&Proc> = nodes.iter().collect();
-    let row = check(
-        "a retry to the survivor while the owner is down",
-        &nodes,
-        &d,
-        &f,
-        from,
-        &mut posted,
-    );
-    assert_eq!(row.requested, 30);
+    let fault = "a retry to the survivor while the owner is down";
+    check_accepted(fault, &nodes, &d, &f, from, ids);
     let _ = std::fs::remove_dir_all(&dir);
 }

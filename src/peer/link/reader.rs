@@ -187,7 +187,7 @@ fn dispatch(s: &Shared, c: &Conn, f: Frame) -> Result<(), String> {
             }
         }
         Frame::Bounce(p) => {
-            s.forward_bounced(&p.id);
+            s.hold_again([p.id]);
             c.owe_resend();
         }
         Frame::Ping => {}

@@ -125,7 +125,7 @@ pub(super) fn writer(s: &Shared, c: &Conn, mut stream: Stream) {
     // Neither is ever paid here: only the owner pays. If the next link is up already,
     // its own resend may have run before this writer stopped: resend.
     let queued = std::mem::take(&mut lock(&c.out).forwards);
-    s.forwards_unsent(queued.iter().map(|f| f.id));
+    s.hold_again(queued.iter().map(|f| f.id));
     if let Some(next) = s.link_to(c.peer).filter(|n| n.id != c.id) {
         s.resend_forwards(c.peer, &next);
     }
